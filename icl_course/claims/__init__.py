@@ -1,0 +1,1 @@
+"""The claims each part registers with :mod:`icl_course.reproduce`, one module per part."""

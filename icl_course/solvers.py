@@ -1,0 +1,212 @@
+"""Learners the transformers are compared with: gradient descent, least squares, ridge, optimal step sizes.
+
+Everything here solves the in-context objective ``L(W) = 1/(2N) Σ_i ||W x_i − y_i||²`` of one task at a time,
+batched over tasks. Rows are tokens: ``x (B, N, dx)``, ``y (B, N, dy)``, weights ``W (B, dy, dx)``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+
+import torch
+
+from . import _checks
+from .tasks import input_moments
+
+__all__ = [
+    "gd",
+    "least_squares",
+    "ridge",
+    "predict",
+    "optimal_gd_lr",
+    "gd_one_step_loss",
+    "expected_trace_cov_sq",
+    "line_search",
+]
+
+
+def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:
+    _checks.tensor("x", x, 3, "(B, N, dx)")
+    _checks.tensor("y", y, 3, "(B, N, dy)")
+    _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
+    _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+
+
+def _step_sizes(lr: object, steps: int, batch: int, like: torch.Tensor) -> list:
+    """One entry per step: a float or a (B, 1, 1) tensor."""
+    if isinstance(lr, torch.Tensor):
+        if lr.shape != (batch,):
+            raise ValueError(f"lr as a tensor must have shape (B,) = ({batch},), got {tuple(lr.shape)}")
+        return [lr.to(like)[:, None, None]] * steps
+    if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+        return [float(lr)] * steps
+    if isinstance(lr, Sequence) and not isinstance(lr, str):
+        if len(lr) != steps:
+            raise ValueError(f"lr as a sequence must have one entry per step ({steps}), got {len(lr)}")
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in lr):
+            raise TypeError("lr as a sequence must hold real numbers")
+        return [float(v) for v in lr]
+    raise TypeError(f"lr must be a float, a sequence of `steps` floats or a (B,) tensor, got {type(lr).__name__}")
+
+
+def gd(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float | Sequence[float] | torch.Tensor,
+    steps: int = 1,
+    w0: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``steps`` steps of gradient descent on ``L(W) = 1/(2N) Σ_i ||W x_i − y_i||²``, from ``w0`` (zeros).
+
+    Parameters
+    ----------
+    x : (B, N, dx)
+    y : (B, N, dy)
+    lr : float, sequence of ``steps`` floats, or (B,) tensor
+        The step size η (one per step, or one per task).
+    steps : int
+        Number of GD steps K.
+    w0 : (B, dy, dx) or None
+        Starting weights.
+
+    Returns
+    -------
+    W : (B, dy, dx)
+
+    References
+    ----------
+    von Oswald et al. (2022), Eq. 1–2; Part III, "One layer, one step".
+    """
+    _check_xy(x, y)
+    steps = _checks.positive_int("steps", steps)
+    B, N, dx = x.shape
+    dy = y.shape[2]
+    lrs = _step_sizes(lr, steps, B, x)
+    if w0 is None:
+        W = x.new_zeros(B, dy, dx)
+    else:
+        _checks.tensor("w0", w0, 3, "(B, dy, dx)")
+        if tuple(w0.shape) != (B, dy, dx):
+            raise ValueError(f"w0 must have shape (B, dy, dx) = {(B, dy, dx)}, got {tuple(w0.shape)}")
+        W = w0.to(x)
+    for eta in lrs:
+        residual = x @ W.transpose(1, 2) - y  # (B, N, dy)
+        grad = residual.transpose(1, 2) @ x / N  # (B, dy, dx)
+        W = W - eta * grad
+    return W
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Minimum-norm least-squares weights ``W (B, dy, dx)`` (pseudo-inverse; exact interpolation when N ≥ dx)."""
+    _check_xy(x, y)
+    return (torch.linalg.pinv(x) @ y).transpose(1, 2)  # (B, dx, N) @ (B, N, dy) -> (B, dy, dx)
+
+
+def ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+    """Ridge weights ``argmin_W ½ Σ_i ||W x_i − y_i||² + (λ/2) ||W||²``: ``W = Yᵀ X (XᵀX + λ I)⁻¹``.
+
+    With teacher ``w ~ N(0, s² I)`` and label noise ``σ_ε``, ``λ = σ_ε² / s²`` gives the Bayes-optimal
+    (posterior-mean) predictor.
+    """
+    _check_xy(x, y)
+    lam = _checks.positive_float("lam", lam, allow_zero=True)
+    dx = x.shape[2]
+    gram = x.transpose(1, 2) @ x + lam * torch.eye(dx, dtype=x.dtype, device=x.device)  # (B, dx, dx)
+    return torch.linalg.solve(gram, x.transpose(1, 2) @ y).transpose(1, 2)  # (B, dy, dx)
+
+
+def predict(W: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+    """Query predictions ``ŷ = W x_query``: ``W (B, dy, dx)``, ``x_query (B, dx)`` → ``(B, dy)``."""
+    _checks.tensor("W", W, 3, "(B, dy, dx)")
+    _checks.tensor("x_query", x_query, 2, "(B, dx)")
+    _checks.same("W", W.shape[2], "x_query", x_query.shape[1], "input dimension dx")
+    return (W @ x_query[..., None])[..., 0]
+
+
+def expected_trace_cov_sq(dx: int, n_context: int, input_range: float = 1.0, input_dist: str = "uniform") -> float:
+    """``E tr Σ̂²`` for ``Σ̂ = (1/N) Σ_i x_i x_iᵀ`` with i.i.d. coordinates of variance σ² and fourth moment μ₄.
+
+    ``E tr Σ̂² = d(d−1) σ⁴ / N + d (μ₄ + (N−1) σ⁴) / N``.
+    """
+    d = _checks.positive_int("dx", dx)
+    n = _checks.positive_int("n_context", n_context)
+    var, mu4 = input_moments(input_range, input_dist)
+    return d * (d - 1) * var**2 / n + d * (mu4 + (n - 1) * var**2) / n
+
+
+def optimal_gd_lr(
+    dx: int,
+    n_context: int,
+    *,
+    input_range: float = 1.0,
+    input_dist: str = "uniform",
+    teacher_scale: float = 1.0,
+    noise_std: float = 0.0,
+) -> float:
+    """The population-optimal step size of one GD step from ``W = 0``.
+
+    ``η* = s² d σ_x² / (s² E tr Σ̂² + σ_ε² d σ_x² / N)``; without noise ``η* = E tr Σ̂ / E tr Σ̂²``
+    (200/33 ≈ 6.0606 for d = N = 10, x ~ U(−0.5, 0.5)). The closed form holds for inputs with i.i.d.
+    coordinates (``input_dist`` ``"uniform"`` or ``"gaussian"``); any other distribution raises — use
+    :func:`line_search` there.
+
+    References
+    ----------
+    Derived in Part III, "One layer, one step" (target E2a).
+    """
+    s2 = _checks.positive_float("teacher_scale", teacher_scale) ** 2
+    noise = _checks.positive_float("noise_std", noise_std, allow_zero=True) ** 2
+    var, _ = input_moments(input_range, input_dist)
+    d, n = _checks.positive_int("dx", dx), _checks.positive_int("n_context", n_context)
+    return s2 * d * var / (s2 * expected_trace_cov_sq(d, n, input_range, input_dist) + noise * d * var / n)
+
+
+def gd_one_step_loss(
+    lr: float,
+    dx: int,
+    n_context: int,
+    *,
+    input_range: float = 1.0,
+    input_dist: str = "uniform",
+    teacher_scale: float = 1.0,
+    noise_std: float = 0.0,
+) -> float:
+    """Population loss ``E ½ (ŷ − y_q)²`` of one GD step from 0 with step size η (dy = 1).
+
+    ``L(η) = ½ [σ² s² (d − 2η d σ² + η² E tr Σ̂²) + η² σ² σ_ε² d σ² / N + σ_ε²]``.
+    """
+    eta = float(lr)
+    s2 = _checks.positive_float("teacher_scale", teacher_scale, allow_zero=True) ** 2
+    noise = _checks.positive_float("noise_std", noise_std, allow_zero=True) ** 2
+    var, _ = input_moments(input_range, input_dist)
+    d, n = _checks.positive_int("dx", dx), _checks.positive_int("n_context", n_context)
+    tr2 = expected_trace_cov_sq(d, n, input_range, input_dist)
+    signal = var * s2 * (d - 2 * eta * d * var + eta**2 * tr2)
+    return 0.5 * (signal + eta**2 * var * noise * d * var / n + noise)
+
+
+def line_search(loss: Callable[[float], float], lo: float, hi: float, tol: float = 1e-6, max_iter: int = 200) -> float:
+    """Golden-section search for the minimiser of a unimodal ``loss(η)`` on ``[lo, hi]``.
+
+    Used where no closed-form step size exists (e.g. anisotropic inputs, several GD steps).
+    """
+    if not lo < hi:
+        raise ValueError(f"need lo < hi, got lo={lo}, hi={hi}")
+    inv_phi = (math.sqrt(5) - 1) / 2
+    a, b = float(lo), float(hi)
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = loss(c), loss(d)
+    for _ in range(max_iter):
+        if b - a < tol:
+            break
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - inv_phi * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + inv_phi * (b - a)
+            fd = loss(d)
+    return (a + b) / 2

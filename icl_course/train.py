@@ -1,0 +1,170 @@
+"""The one training loop of the course: Adam after exact global-norm clipping, fresh or injected batches.
+
+Every trained model in the book goes through :func:`fit`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import _checks
+
+__all__ = ["History", "fit", "clip_global_norm_", "progress_default"]
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+@dataclass
+class History:
+    """What :func:`fit` recorded: per-step training loss and unclipped gradient norm, periodic evaluations."""
+
+    loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    extras: dict[str, list] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        """Number of updates made."""
+        return len(self.loss)
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "grad_norm": self.grad_norm, "eval_step": self.eval_step,
+                "eval_loss": self.eval_loss, "extras": self.extras, "seconds": self.seconds}
+
+
+def clip_global_norm_(params: Sequence[torch.Tensor], max_norm: float | None) -> float:
+    """Clip gradients in place by their global norm; return the unclipped norm.
+
+    The exact rule of the official (optax) code: ``g ← g · c / ‖g‖`` only when ``‖g‖ ≥ c`` — no epsilon
+    (``torch.nn.utils.clip_grad_norm_`` divides by ``‖g‖ + 1e-6``, which the golden test can tell apart).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if max_norm is not None and norm >= max_norm:
+        scale = max_norm / norm
+        for g in grads:
+            g.mul_(scale)
+    return float(norm)
+
+
+def progress_default() -> bool | None:
+    """Progress bars are off when ``$ICL_COURSE_PROGRESS`` is ``0`` (set when notebooks are executed for the book
+    and by ``make test``); otherwise tqdm decides (shown in Jupyter and terminals, hidden in pipes)."""
+    return False if os.environ.get("ICL_COURSE_PROGRESS", "1") == "0" else None
+
+
+def _get_batch(batches: Callable[[int], Any] | Sequence[Any], step: int) -> Any:
+    return batches(step) if callable(batches) else batches[step]
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Any] | Sequence[Any],
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.98),
+    eps: float = 1e-8,
+    clip: float | None = 1e-3,
+    eval_batch: Any = None,
+    eval_every: int = 100,
+    callbacks: dict[str, Callable[[nn.Module], Any]] | None = None,
+    on_step: Callable[[int, nn.Module, Any, torch.Tensor], None] | None = None,
+    stop: Callable[[History], bool] | None = None,
+    progress: bool | None = None,
+    desc: str = "training",
+) -> History:
+    """Train ``model`` in place on ``loss_fn(model, batch)`` with Adam after exact global-norm clipping.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Its current weights are the initial weights (build it with ``from_matrices`` to inject them).
+    loss_fn : callable
+        ``loss_fn(model, batch) -> scalar tensor``.
+    batches : callable or sequence
+        ``batches(step)`` returns a fresh batch (fresh tasks every step), or a sequence indexed by step
+        (injected batches, e.g. the golden data).
+    steps : int
+        Number of updates.
+    lr, betas, eps : Adam settings; defaults are the official code's (1e-3, (0.9, 0.98), 1e-8).
+    clip : float or None
+        Global-norm clip threshold (official: 0.001 for up to 2 layers, 10 for deeper models).
+    eval_batch : optional
+        A fixed batch; ``loss_fn`` on it (no grad) is recorded after update 0 and every ``eval_every``
+        updates, and after the last one.
+    callbacks : dict, optional
+        ``name -> fn(model)`` evaluated at the same times into ``History.extras[name]``.
+    on_step : callable, optional
+        ``on_step(step, model, batch, loss)`` after the loss and before the update (weights in use at ``step``).
+    stop : callable, optional
+        ``stop(history)`` checked after each evaluation; training ends early when it returns True.
+    progress : bool, optional
+        A tqdm bar; defaults to :func:`progress_default`.
+
+    Returns
+    -------
+    History
+
+    References
+    ----------
+    The official training step of von Oswald et al. (2022): ``optax.chain(clip_by_global_norm(c), adam(...))``.
+    """
+    steps = _checks.positive_int("steps", steps)
+    lr = _checks.positive_float("lr", lr)
+    eval_every = _checks.positive_int("eval_every", eval_every)
+    if clip is not None:
+        _checks.positive_float("clip", clip)
+    if not callable(batches) and len(batches) < steps:
+        raise ValueError(f"batches holds {len(batches)} batches but steps={steps}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+    hist = History(extras={name: [] for name in (callbacks or {})})
+    show = progress_default() if progress is None else progress  # None: tqdm shows it only on a terminal
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc=desc, disable=None if show is None else not show, leave=False)
+    start = time.perf_counter()
+    for step in range(steps):
+        batch = _get_batch(batches, step)
+        loss = loss_fn(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if on_step is not None:
+            on_step(step, model, batch, loss.detach())
+        hist.grad_norm.append(clip_global_norm_(params, clip))
+        opt.step()
+        hist.loss.append(float(loss.detach()))
+        bar.update(1)
+        if step % eval_every == 0 or step == steps - 1:
+            _evaluate(model, loss_fn, eval_batch, callbacks, hist, step)
+            bar.set_postfix(loss=f"{hist.loss[-1]:.4f}")
+            if stop is not None and stop(hist):
+                break
+    bar.close()
+    hist.seconds = time.perf_counter() - start
+    return hist
+
+
+def _evaluate(model, loss_fn, eval_batch, callbacks, hist: History, step: int) -> None:
+    if eval_batch is None and not callbacks:
+        return
+    hist.eval_step.append(step)
+    with torch.no_grad():
+        if eval_batch is not None:
+            hist.eval_loss.append(float(loss_fn(model, eval_batch)))
+    for name, fn in (callbacks or {}).items():
+        hist.extras[name].append(fn(model))

@@ -1,0 +1,53 @@
+"""ipywidgets explorers: live in Jupyter and Colab; the static book shows their saved state."""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from . import metrics, plots, solvers
+from .tasks import RegressionBatch
+
+__all__ = ["step_size_explorer"]
+
+
+def step_size_explorer(batch: RegressionBatch, eta_star: float, eta_trained: float | None = None,
+                       eta_max: float = 14.0) -> W.Widget:
+    """A slider for the GD step size η: population loss curve, eval-set loss, and predictions vs targets.
+
+    Shows why η* is optimal and where the trained transformer's η_eff sits on the same curve.
+    """
+    dx, n = batch.dx, batch.x.shape[1]
+    grid = np.linspace(0.0, eta_max, 141)
+    curve = [solvers.gd_one_step_loss(e, dx, n) for e in grid]
+    out = W.Output()
+
+    def draw(eta: float) -> None:
+        with torch.no_grad():
+            pred = solvers.predict(solvers.gd(batch.x, batch.y, eta), batch.x_query)
+        loss = float(metrics.half_squared_error(pred, batch.y_query))
+        with out:
+            out.clear_output(wait=True)
+            fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+            a.plot(grid, curve, color=plots.PALETTE["gd"], label="population L(η)")
+            a.axvline(eta_star, ls="--", color=plots.PALETTE["grey"], label=f"η* = {eta_star:.3f}")
+            if eta_trained is not None:
+                a.axvline(eta_trained, ls=":", color=plots.PALETTE["tf"], label=f"trained η_eff = {eta_trained:.3f}")
+            a.plot([eta], [loss], "o", color=plots.PALETTE["black"], label=f"eval tasks: {loss:.4f}")
+            a.set(xlabel="step size η", ylabel="loss after one GD step", ylim=(0, 1.2 * max(curve[0], loss)))
+            a.legend()
+            m = min(500, pred.shape[0])
+            b.scatter(batch.y_query[:m, 0], pred[:m, 0], s=6, alpha=0.5, color=plots.PALETTE["gd"])
+            lim = float(batch.y_query[:m].abs().max())
+            b.plot([-lim, lim], [-lim, lim], color=plots.PALETTE["grey"], lw=1)
+            b.set(xlabel="target y_q", ylabel="GD prediction", title=f"η = {eta:.2f}")
+            plt.show()
+            plt.close(fig)
+
+    slider = W.FloatSlider(value=round(eta_star, 2), min=0.0, max=eta_max, step=0.1, description="η",
+                           continuous_update=False)
+    slider.observe(lambda change: draw(change["new"]), names="value")
+    draw(slider.value)
+    return W.VBox([slider, out])

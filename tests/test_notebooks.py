@@ -1,0 +1,114 @@
+"""Static checks of the committed chapter notebooks: executed, fresh, structured as DESIGN §5–6 require."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from icl_course._provenance import code_hash
+from icl_course.exercises import REGISTRY, all_exercises
+from icl_course.exercises.edition import check_calls, solution_cells
+from icl_course.notebooks import notebook_paths
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+NOTEBOOKS = notebook_paths(BOOK)
+
+
+def _load(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+
+
+def test_the_book_has_notebooks():
+    assert NOTEBOOKS, "no chapter notebooks found under book/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_executed_in_order_from_a_fresh_kernel(path):
+    counts = [c.execution_count for c in _code_cells(_load(path))]
+    assert None not in counts, f"{path.name}: some code cells were never executed (strict nbval skips them)"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: re-execute from a fresh kernel (make notebooks)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_not_stale(path):
+    """The staleness guard: figures are not compared by nbval, so outputs must come from the current code."""
+    meta = _load(path).metadata.get("icl_course", {})
+    assert meta.get("code_hash") == code_hash(), (
+        f"{path.name} was executed with other package code (hash {meta.get('code_hash')} vs {code_hash()}): "
+        "run `make notebooks`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_budget_declared_and_met(path):
+    meta = _load(path).metadata.get("icl_course", {})
+    budget = meta.get("budget_seconds")
+    assert budget is not None and 0 < budget <= 180, f"{path.name}: declare budget_seconds (≤ 180) in its metadata"
+    if budget > 120:
+        assert meta.get("budget_reason"), f"{path.name}: a budget above 120 s needs a budget_reason"
+    assert meta.get("cpu_seconds", 0) <= budget, f"{path.name}: recorded {meta.get('cpu_seconds')} s > {budget} s"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_sets_up_and_is_hidden(path):
+    first = _code_cells(_load(path))[0]
+    assert "hide-input" in first.metadata.get("tags", [])
+    assert "runtime.setup(seed=0)" in first.source and "google.colab" in first.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_tags_not_comment_markers_and_trained_cells_have_verdicts(path):
+    nb = _load(path)
+    for cell in _code_cells(nb):
+        assert "# NBVAL" not in cell.source.upper(), "use cell tags, not nbval comment markers"
+    verdict_cells = [c for c in _code_cells(nb) if "reproduce.verdicts(" in c.source]
+    assert len(verdict_cells) == 1 and "nbval-ignore-output" not in verdict_cells[0].metadata.get("tags", []), (
+        "the strictly compared verdict cell must exist and must not ignore its output")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_have_caption_label_and_alt_text(path):
+    nb = _load(path)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    figures = [c for c in nb.cells if c.cell_type == "code"
+               and any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert figures, f"{path.name} has no figure"
+    for cell in figures:
+        mystnb = cell.metadata.get("mystnb", {})
+        name = mystnb.get("figure", {}).get("name")
+        assert name and mystnb["figure"].get("caption"), f"figure cell without caption/label:\n{cell.source[:80]}"
+        assert mystnb.get("image", {}).get("alt"), f"figure {name} has no alt text"
+        assert f"{{numref}}`{name}`" in text, f"figure {name} is never referenced in the text"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercise_cells_follow_the_three_rules(path):
+    nb = _load(path)
+    solutions = solution_cells(nb)
+    assert 3 <= len(solutions) <= 6, f"{path.name}: a chapter has 3–6 exercises, found {len(solutions)}"
+    calls = check_calls(nb)
+    for index, key in solutions:
+        ex = REGISTRY[key]
+        # the notebook shows exactly the registered reference solution
+        shown, registered = ast.parse(nb.cells[index].source), ast.parse(inspect.getsource(ex.solution))
+        assert ast.dump(shown) == ast.dump(registered), f"solution cell of {ex.name} differs from the registry's"
+        # (2) a separate, later cell calls the checker
+        after = [i for i, name in calls.items() if name == ex.name and i > index]
+        assert after, f"no check_{ex.name} call after its solution"
+        # (3) no later cell uses the function (other than the checker call)
+        for i, cell in enumerate(nb.cells[index + 1:], start=index + 1):
+            if cell.cell_type == "code" and i not in after:
+                names = {n.id for n in ast.walk(ast.parse(cell.source)) if isinstance(n, ast.Name)}
+                assert ex.name not in names, f"cell {i} uses the exercise function {ex.name}"
+
+
+def test_every_registered_exercise_appears_in_a_notebook():
+    shown = {key for path in NOTEBOOKS for _, key in solution_cells(_load(path))}
+    assert {f"{e.part}.{e.name}" for e in all_exercises()} <= shown
