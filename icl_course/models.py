@@ -123,11 +123,11 @@ class LinearSelfAttention(nn.Module):
             raise ValueError(f"E needs at least one context token and the query, got T={E.shape[1]}")
         E_c = E if self.include_query else E[:, :-1]  # (B, N, D) keys/values come from these
         E_q = E[:, -1:] if query_only else E  # (B, T', D) tokens that get updated
-        if query_only and self.attention == "linear":
+        if self.attention == "linear":
             # Fast path: Σ_j (k_j·q) v_j = W_V (E_cᵀ E_c) W_Kᵀ q, one (D, D) Gram matrix per task.
             gram = E_c.transpose(1, 2) @ E_c  # (B, D, D)
-            kq = self.W_Q(E_q) @ self.W_K.weight  # (B, 1, D) = (W_Kᵀ q)ᵀ
-            return E_q + self.P(self.W_V(kq @ gram))  # (B, 1, D)
+            kq = self.W_Q(E_q) @ self.W_K.weight  # (B, T', D): rows (W_Kᵀ q_j)ᵀ
+            return E_q + self.P(self.W_V(kq @ gram))  # (B, T', D)
         k, v = self.W_K(E_c), self.W_V(E_c)  # (B, N, D)
         q = self.W_Q(E_q)  # (B, T', D)
         return E_q + self.P(_ATTENTION[self.attention](q, k, v))  # (B, T', D)

@@ -40,7 +40,7 @@ def kernel_cpu_seconds(pid: int) -> float:
     return total
 
 
-def execute(path: Path, timeout: int = 1200) -> dict:
+def execute(path: Path, timeout: int = 600) -> dict:
     """Execute one notebook in place and return what was recorded in its metadata."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,

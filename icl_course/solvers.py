@@ -17,6 +17,7 @@ from .tasks import input_moments
 
 __all__ = [
     "gd",
+    "gd_plus_plus",
     "least_squares",
     "ridge",
     "predict",
@@ -35,7 +36,9 @@ def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def _step_sizes(lr: object, steps: int, batch: int, like: torch.Tensor) -> list:
-    """One entry per step: a float or a (B, 1, 1) tensor."""
+    """One entry per step: a float, a 0-dim tensor (differentiable, e.g. a fitted scalar) or a (B, 1, 1) tensor."""
+    if isinstance(lr, torch.Tensor) and lr.ndim == 0:
+        return [lr.to(like.dtype)] * steps
     if isinstance(lr, torch.Tensor):
         if lr.shape != (batch,):
             raise ValueError(f"lr as a tensor must have shape (B,) = ({batch},), got {tuple(lr.shape)}")
@@ -96,6 +99,47 @@ def gd(
         grad = residual.transpose(1, 2) @ x / N  # (B, dy, dx)
         W = W - eta * grad
     return W
+
+
+def gd_plus_plus(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_query: torch.Tensor,
+    lr: float | Sequence[float] | torch.Tensor,
+    gamma: float | Sequence[float] | torch.Tensor,
+    steps: int = 1,
+) -> torch.Tensor:
+    """Predictions ``ŷ (B, dy)`` of ``steps`` steps of GD++ from ``W = 0``.
+
+    Each step is a GD step on the current inputs followed by a curvature correction that maps every input,
+    context and query alike, to ``(I − γ XᵀX) x`` with the **unnormalised** ``XᵀX = Σ_i x_i x_iᵀ`` of the
+    current context inputs; the y-update uses the pre-step inputs (both updates happen simultaneously, as
+    in one attention layer). The eigenvalues of ``XᵀX`` move as ``λ ↦ λ (1 − γλ)²``. ``gamma = 0`` is GD.
+
+    Parameters
+    ----------
+    x, y, x_query : (B, N, dx), (B, N, dy), (B, dx)
+    lr, gamma : float, sequence of ``steps`` floats, 0-dim tensor (differentiable) or (B,) tensor
+
+    References
+    ----------
+    von Oswald et al. (2022), Sec. 4 ("GD++") and Appendix A.3; Part III, "Deeper layers: GD++".
+    """
+    _check_xy(x, y)
+    _checks.tensor("x_query", x_query, 2, "(B, dx)")
+    _checks.same("x", x.shape[2], "x_query", x_query.shape[1], "input dimension dx")
+    steps = _checks.positive_int("steps", steps)
+    B, N, _ = x.shape
+    lrs, gammas = _step_sizes(lr, steps, B, x), _step_sizes(gamma, steps, B, x)
+    xs, r, q = x, y.to(x.dtype), x_query  # r: the y-slots, which hold the residuals y_i − W x_i
+    pred = x.new_zeros(B, y.shape[2])
+    for eta, g in zip(lrs, gammas):
+        eta_n = eta / N
+        pred = pred + eta_n * ((xs @ q[..., None]).transpose(1, 2) @ r)[:, 0]  # + (η/N) Σ_i r_i x_iᵀ x_q
+        r = r - eta_n * (xs @ xs.transpose(1, 2)) @ r  # (B, N, dy)
+        cov = xs.transpose(1, 2) @ xs  # (B, dx, dx) = XᵀX, unnormalised
+        xs, q = xs - g * (xs @ cov), q - g * (cov @ q[..., None])[..., 0]
+    return pred
 
 
 def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,13 @@ class History:
         """Number of updates made."""
         return len(self.loss)
 
+    def final_eval(self, last: int = 1) -> float:
+        """Mean of the last ``last`` evaluation losses (smooths Adam's step-to-step noise at the end of training)."""
+        if not self.eval_loss:
+            raise ValueError("no evaluation was recorded: pass eval_batch to fit")
+        tail = self.eval_loss[-_checks.positive_int("last", last):]
+        return sum(tail) / len(tail)
+
     def to_dict(self) -> dict:
         return {"loss": self.loss, "grad_norm": self.grad_norm, "eval_step": self.eval_step,
                 "eval_loss": self.eval_loss, "extras": self.extras, "seconds": self.seconds}

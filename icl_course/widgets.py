@@ -10,7 +10,7 @@ import torch
 from . import metrics, plots, solvers
 from .tasks import RegressionBatch
 
-__all__ = ["step_size_explorer"]
+__all__ = ["step_size_explorer", "gamma_explorer"]
 
 
 def step_size_explorer(batch: RegressionBatch, eta_star: float, eta_trained: float | None = None,
@@ -22,14 +22,16 @@ def step_size_explorer(batch: RegressionBatch, eta_star: float, eta_trained: flo
     dx, n = batch.dx, batch.x.shape[1]
     grid = np.linspace(0.0, eta_max, 141)
     curve = [solvers.gd_one_step_loss(e, dx, n) for e in grid]
-    out = W.Output()
+    out, drawn = W.Output(), []
 
     def draw(eta: float) -> None:
         with torch.no_grad():
             pred = solvers.predict(solvers.gd(batch.x, batch.y, eta), batch.x_query)
         loss = float(metrics.half_squared_error(pred, batch.y_query))
-        with out:
+        if drawn:  # redraws only: clearing the still-empty Output at first draw can stall headless execution
             out.clear_output(wait=True)
+        drawn.append(True)
+        with out:
             fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
             a.plot(grid, curve, color=plots.PALETTE["gd"], label="population L(η)")
             a.axvline(eta_star, ls="--", color=plots.PALETTE["grey"], label=f"η* = {eta_star:.3f}")
@@ -48,6 +50,41 @@ def step_size_explorer(batch: RegressionBatch, eta_star: float, eta_trained: flo
 
     slider = W.FloatSlider(value=round(eta_star, 2), min=0.0, max=eta_max, step=0.1, description="η",
                            continuous_update=False)
+    slider.observe(lambda change: draw(change["new"]), names="value")
+    draw(slider.value)
+    return W.VBox([slider, out])
+
+
+def gamma_explorer(batch: RegressionBatch, lr: float, gamma: float, n_layers: int = 3,
+                   gamma_max: float = 0.4) -> W.Widget:
+    """A slider for GD++'s curvature correction γ: the eigenvalue map and the K-step loss at a fixed η."""
+    lam = torch.linalg.eigvalsh(batch.x.transpose(1, 2) @ batch.x)  # (B, dx)
+    grid = np.linspace(0.0, float(lam.max()), 200)
+    out, drawn = W.Output(), []
+
+    def draw(g: float) -> None:
+        with torch.no_grad():
+            pred = solvers.gd_plus_plus(batch.x, batch.y, batch.x_query, lr, g, n_layers)
+        loss = float(metrics.half_squared_error(pred, batch.y_query))
+        if drawn:  # redraws only: clearing the still-empty Output at first draw can stall headless execution
+            out.clear_output(wait=True)
+        drawn.append(True)
+        with out:
+            fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+            a.plot(grid, grid, color=plots.PALETTE["grey"], lw=1, label="identity")
+            a.plot(grid, grid * (1 - g * grid) ** 2, color=plots.PALETTE["gd"], label="λ(1 − γλ)²")
+            a.set(xlabel="eigenvalue λ of XᵀX", ylabel="after one correction", title=f"γ = {g:.3f}")
+            a.legend()
+            b.hist(lam.flatten().numpy(), bins=40, alpha=0.5, color=plots.PALETTE["tf"], label="before")
+            mapped = (lam * (1 - g * lam) ** 2).flatten().numpy()
+            b.hist(mapped, bins=40, alpha=0.5, color=plots.PALETTE["gd"], label="after one layer")
+            b.set(xlabel="eigenvalue", ylabel="count", title=f"GD++-{n_layers} loss at η = {lr:.2f}: {loss:.4f}")
+            b.legend()
+            plt.show()
+            plt.close(fig)
+
+    slider = W.FloatSlider(value=round(gamma, 3), min=0.0, max=gamma_max, step=0.005, description="γ",
+                           continuous_update=False, readout_format=".3f")
     slider.observe(lambda change: draw(change["new"]), names="value")
     draw(slider.value)
     return W.VBox([slider, out])

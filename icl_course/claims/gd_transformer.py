@@ -96,3 +96,52 @@ register(Claim(
     "golden data of the official JAX code (40 steps; trained model; GD)", "every relative error ≤ 1e-5",
     measure=lambda ctx: max(gt.golden_agreement().values()),
     judge=lambda v, ctx: v <= 1e-5, show=lambda v: f"max rel. error {v:.1e}", exact=True))
+
+
+# ---------------------------------------------------------------- chapter "Deeper layers learn GD++"
+CHAPTER_GDPP = "Deeper layers learn GD++"
+
+
+def _eval_set(ctx: Context):
+    return ctx.shared("deep_eval", lambda: gt.eval_batch(ctx.eval_size, N, DX, seed=ctx.seed + 2))
+
+
+def _gdpp(ctx: Context) -> dict:
+    return ctx.shared("gd_vs_gdpp", lambda: gt.gd_vs_gdpp((2, 3), _eval_set(ctx), seed=ctx.seed))
+
+
+def _recurrent(ctx: Context):
+    return ctx.shared("recurrent", lambda: gt.train_recurrent(seed=ctx.seed, eval_size=ctx.eval_size))
+
+
+def e6_value(run: gt.TrainedLSA, escape: int | None, table: dict) -> tuple[float, float, float, float]:
+    """(L_TF, L_GD-3, L_GD++-3, escape step) for claim E6; L_TF is the mean of the last 5 evaluations."""
+    return (run.history.final_eval(5), table[3]["gd"], table[3]["gdpp"],
+            float(escape if escape is not None else -1))
+
+
+register(Claim(
+    "E5", CHAPTER_GDPP, "GD++ (shared γ, η fitted by Adam) beats GD with a fitted step for K = 2, 3",
+    "K=2: GD 0.157 vs GD++ 0.110; K=3: 0.131 vs 0.087 (TARGETS E5)", "L_GD++ ≤ 0.8 × L_GD for K = 2, 3",
+    measure=lambda ctx: tuple((_gdpp(ctx)[K]["gd"], _gdpp(ctx)[K]["gdpp"]) for K in (2, 3)),
+    judge=lambda v, ctx: all(p <= 0.8 * g for g, p in v),
+    show=lambda v: "; ".join(f"K={K}: {g:.3f} vs {p:.3f}" for K, (g, p) in zip((2, 3), v))))
+
+
+def _e6_score(v) -> float:
+    return abs(v[0] / v[2] - 1)
+
+
+register(Claim(
+    "E6", CHAPTER_GDPP, "trained 3-layer recurrent LSA ≈ GD++-3, not GD-3 (escape + 3,000 steps)",
+    "0.0857 vs GD++-3 0.0870 vs GD-3 0.1315 (TARGETS E6)", "L_TF < 0.9 L_GD-3 and within 10 % of L_GD++-3",
+    measure=lambda ctx: e6_value(*_recurrent(ctx), _gdpp(ctx)),
+    judge=lambda v, ctx: v[0] < 0.9 * v[1] and _e6_score(v) < 0.10, score=_e6_score,
+    show=lambda v: f"{v[0]:.4f} vs GD++ {v[2]:.4f} vs GD {v[1]:.4f} (escape {v[3]:.0f})"))
+
+register(Claim(
+    "E7", CHAPTER_GDPP, "applying the trained shared layer 3 → 8 times keeps lowering the loss",
+    "4×: 0.076, 6×: 0.065, 8×: 0.058 (TARGETS E7)", "strictly decreasing from 3 to 8 applications",
+    measure=lambda ctx: tuple(gt.depth_sweep(_recurrent(ctx)[0].model, _recurrent(ctx)[0].eval_set, range(3, 9))),
+    judge=lambda v, ctx: all(b < a for a, b in zip(v, v[1:])),
+    show=lambda v: " → ".join(f"{x:.3f}" for x in v)))

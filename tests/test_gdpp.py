@@ -1,0 +1,137 @@
+"""GD++ and deeper models (Part III): constructions, the eigenvalue map, the scalar model, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from icl_course import gd_transformer as gt
+from icl_course import runtime, solvers, tasks
+
+F64 = torch.float64
+
+
+def _batch(B, N, dx, dy, seed):
+    return tasks.sample_linear_regression(B, N, dx, dy, generator=runtime.generator(seed), dtype=F64)
+
+
+def _rel(a, b):
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+@given(B=st.integers(1, 4), N=st.integers(1, 12), dx=st.integers(1, 6), dy=st.integers(1, 3), K=st.integers(1, 4),
+       seed=st.integers(0, 10_000), lr=st.floats(0.1, 3.0), gamma=st.floats(0.0, 0.3))
+def test_constructed_gdpp_equals_the_solver(B, N, dx, dy, K, seed, lr, gamma):
+    b = _batch(B, N, dx, dy, seed)
+    model = gt.constructed_gdpp(dx, dy, N, lr, gamma, K, dtype=F64)
+    with torch.no_grad():
+        tf = gt.readout(model(b.tokens()), dx)
+    ref = solvers.gd_plus_plus(b.x, b.y, b.x_query, lr, gamma, K)
+    assert torch.allclose(tf, ref, rtol=1e-10, atol=1e-12 * (1 + float(ref.abs().max())))
+
+
+@given(N=st.integers(1, 12), dx=st.integers(1, 6), K=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_gamma_zero_is_plain_gd(N, dx, K, seed):
+    b = _batch(3, N, dx, 2, seed)
+    lam = float(torch.linalg.eigvalsh(b.x.transpose(1, 2) @ b.x / N).max())
+    lr = 1.5 / lam
+    ref = solvers.predict(solvers.gd(b.x, b.y, lr, K), b.x_query)
+    assert _rel(solvers.gd_plus_plus(b.x, b.y, b.x_query, lr, 0.0, K), ref) < 1e-10
+
+
+def test_per_step_sizes_match_sequential_steps():
+    b = _batch(4, 9, 5, 1, 3)
+    both = solvers.gd_plus_plus(b.x, b.y, b.x_query, [1.0, 2.0], [0.1, 0.05], 2)
+    model = gt.constructed_gdpp(5, 1, 9, 1.0, 0.1, 1, dtype=F64)
+    second = gt.constructed_gdpp(5, 1, 9, 2.0, 0.05, 1, dtype=F64)
+    with torch.no_grad():
+        tf = gt.readout(second(model(b.tokens())), 5)
+    assert _rel(both, tf) < 1e-10
+
+
+@given(N=st.integers(2, 12), dx=st.integers(1, 6), seed=st.integers(0, 10_000), gamma=st.floats(0.0, 0.5))
+def test_eigenvalue_map(N, dx, seed, gamma):
+    x = _batch(2, N, dx, 1, seed).x
+    spec = gt.spectra(x, gamma, 2)  # (3, B, dx)
+    for k in range(2):
+        lam = spec[k]
+        mapped = torch.sort(lam * (1 - gamma * lam) ** 2, dim=-1).values
+        assert torch.allclose(spec[k + 1], mapped, rtol=1e-9, atol=1e-12)
+
+
+def test_effective_gamma_and_lr_of_the_construction():
+    model = gt.constructed_gdpp(10, 1, 10, 12.0, 0.15, 3)
+    for layer in model.layers:
+        assert gt.effective_gamma(layer, 10) == pytest.approx(0.15, rel=1e-6)
+        assert gt.effective_lr(layer, 10) == pytest.approx(1.2, rel=1e-6)
+    assert gt.effective_gamma(gt.constructed_lsa(10, 1, 10, 6.0).layer(0), 10) == 0.0
+
+
+def test_gd_scalars_model_is_the_solver_and_differentiable():
+    b = _batch(6, 10, 10, 1, 0)
+    model = gt.GDScalars(10, 3, lr=5.0, gamma=0.125).double()  # exactly representable in float32
+    pred = gt.lsa_predict(model, b.tokens(), 10)
+    assert _rel(pred, solvers.gd_plus_plus(b.x, b.y, b.x_query, 5.0, 0.125, 3)) < 1e-12
+    gt.icl_loss(model, (b.tokens(), b.y_query)).backward()
+    assert model.lr.grad is not None and model.gamma.grad is not None
+    frozen = gt.GDScalars(10, 2, fit_gamma=False)
+    assert [n for n, p in frozen.named_parameters() if p.requires_grad] == ["lr"]
+    with pytest.raises(ValueError, match="query_only"):
+        model(b.tokens(), query_only=False)
+
+
+def test_fitting_the_scalars_beats_the_initial_step_size():
+    ev = gt.eval_batch(2000, 10, 10, seed=5)
+    fitted = gt.fit_gd_scalars(2, plus_plus=True, steps=150, progress=False)
+    init = gt.GDScalars(10, 2, lr=solvers.optimal_gd_lr(10, 10), gamma=0.0)
+    with torch.no_grad():
+        loss = [float(gt.icl_loss(m, (ev.tokens(), ev.y_query))) for m in (fitted, init)]
+    assert loss[0] < 0.9 * loss[1]
+    assert float(fitted.gamma) > 0
+
+
+def test_depth_sweep_of_a_shared_constructed_stack():
+    b = _batch(200, 10, 10, 1, 1)
+    layer = gt.constructed_lsa(10, 1, 10, 3.0, dtype=F64).layer(0)
+    shared = gt.LSAStack([layer], shared=True, n_layers=1, n_context=10)
+    losses = gt.depth_sweep(shared, b, [1, 2, 3])
+    for k, loss in zip([1, 2, 3], losses):
+        ref = solvers.predict(solvers.gd(b.x, b.y, 3.0, k), b.x_query)
+        assert loss == pytest.approx(float(0.5 * ((ref - b.y_query) ** 2).sum(-1).mean()), rel=1e-10)
+
+
+def test_bad_input():
+    b = _batch(2, 5, 3, 1, 0)
+    with pytest.raises(ValueError, match="x_query"):
+        solvers.gd_plus_plus(b.x, b.y, b.x_query[:, :2], 1.0, 0.1)
+    with pytest.raises(ValueError, match="steps"):
+        solvers.gd_plus_plus(b.x, b.y, b.x_query, 1.0, 0.1, steps=0)
+    with pytest.raises(ValueError, match="one entry per step"):
+        solvers.gd_plus_plus(b.x, b.y, b.x_query, 1.0, [0.1], steps=2)
+    with pytest.raises(ValueError, match="gamma"):
+        gt.constructed_gdpp(3, 1, 5, 1.0, -0.1)
+    with pytest.raises(ValueError, match="n_layers"):
+        gt.spectra(b.x, 0.1, 0)
+
+
+def test_train_recurrent_stops_after_the_escape_and_reports_it():
+    run, escape = gt.train_recurrent(seed=0, after_escape=100, max_steps=400, escape_loss=0.5, batch_size=64,
+                                     eval_size=200, progress=False)
+    assert escape == 0 and run.history.steps == 101  # escaped at the first evaluation, then 100 more updates
+    assert run.model.shared and run.model.n_layers == 3
+    never, none = gt.train_recurrent(seed=0, max_steps=60, escape_loss=0.0, batch_size=64, eval_size=200,
+                                     progress=False)
+    assert none is None and never.history.steps == 60
+
+
+def test_history_final_eval_averages_the_last_evaluations():
+    from icl_course.train import History
+
+    h = History(eval_loss=[4.0, 3.0, 2.0, 1.0])
+    assert h.final_eval() == 1.0 and h.final_eval(2) == 1.5 and h.final_eval(10) == 2.5
+    with pytest.raises(ValueError, match="eval_batch"):
+        History().final_eval()
+    with pytest.raises(ValueError, match="last"):
+        h.final_eval(0)
