@@ -53,6 +53,12 @@ __all__ = [
     "depth_sweep",
     "gd_vs_gdpp",
     "RECURRENT_AFTER_ESCAPE",
+    "effective_preconditioner",
+    "preconditioner_monte_carlo",
+    "anisotropic_setting",
+    "preconditioner_losses",
+    "train_anisotropic",
+    "ANISOTROPIC_AFTER_ESCAPE",
 ]
 
 PAPER = {"dx": 10, "dy": 1, "n_context": 10, "batch_size": 2048, "eval_size": 10_000, "clip": 1e-3,
@@ -202,15 +208,28 @@ def interpolate_layers(a: LinearSelfAttention, b: LinearSelfAttention, alpha: fl
 
 @dataclass
 class TrainedLSA:
-    """A trained model with its training history and the evaluation set it was tracked on."""
+    """A trained model with its training history, the evaluation set it was tracked on, and its escape step
+    from the initial plateau (when training was run with ``after_escape``)."""
 
     model: LSAStack
     history: train.History
     eval_set: tasks.RegressionBatch
+    escape: int | None = None
 
     @property
     def layer(self) -> LinearSelfAttention:
         return self.model.layer(0)
+
+
+def _escape_rule(escape: list[int], escape_loss: float, after_escape: int):
+    """A ``fit`` stop rule: note the first evaluation below ``escape_loss``, stop ``after_escape`` steps later."""
+
+    def stop(h: train.History) -> bool:
+        if not escape and h.eval_loss[-1] < escape_loss:
+            escape.append(h.eval_step[-1])
+        return bool(escape) and h.steps >= escape[0] + after_escape
+
+    return stop
 
 
 def train_lsa(
@@ -228,6 +247,8 @@ def train_lsa(
     dy: int = PAPER["dy"],
     clip: float | None = PAPER["clip"],
     eval_every: int = 100,
+    after_escape: int | None = None,
+    escape_loss: float | None = None,
     callbacks: dict | None = None,
     progress: bool | None = None,
     **task_kw,
@@ -237,14 +258,26 @@ def train_lsa(
     The seed fixes the initial weights (``seed``), the training stream (``seed + 1``) and the evaluation set
     (``seed + 2``). ``task_kw`` go to :func:`tasks.sample_linear_regression` (e.g. ``input_range``);
     ``callbacks`` (``name -> fn(model)``) are recorded at every evaluation (see :func:`train.fit`).
+
+    Training can sit on a plateau near the zero predictor's loss for a seed-dependent number of steps. With
+    ``after_escape`` and ``escape_loss`` it stops ``after_escape`` steps after the first evaluation below
+    ``escape_loss`` (the *escape*), and ``steps`` is only the cap; the escape step is recorded (None if the run
+    never escaped).
     """
     model = LSAStack.new(dx + dy, n_layers, shared=shared, n_context=n_context, attention=attention,
                          include_query=include_query, generator=runtime.generator(seed))
     ev = eval_batch(eval_size, n_context, dx, dy, seed=seed + 2, **task_kw)
+    escape: list[int] = []
+    stop = None
+    if after_escape is not None:
+        if escape_loss is None:
+            raise ValueError("after_escape needs escape_loss, the loss below which the plateau counts as left")
+        stop = _escape_rule(escape, escape_loss, _checks.positive_int("after_escape", after_escape))
     hist = train.fit(model, icl_loss, token_stream(batch_size, n_context, dx, dy, seed=seed + 1, **task_kw),
                      steps, lr=PAPER["lr"], betas=PAPER["betas"], clip=clip, eval_batch=(ev.tokens(), ev.y_query),
-                     eval_every=eval_every, callbacks=callbacks, progress=progress, desc=f"LSA seed {seed}")
-    return TrainedLSA(model, hist, ev)
+                     eval_every=eval_every, callbacks=callbacks, stop=stop, progress=progress,
+                     desc=f"LSA seed {seed}")
+    return TrainedLSA(model, hist, ev, escape[0] if escape else None)
 
 
 def compare_with_gd(model: torch.nn.Module, batch: tasks.RegressionBatch, lr: float, steps: int = 1) -> dict:
@@ -474,24 +507,13 @@ def train_recurrent(*, seed: int = 0, n_layers: int = 3, after_escape: int = REC
                     progress: bool | None = None) -> tuple[TrainedLSA, int | None]:
     """Train a weight-shared K-layer LSA until it escapes the initial plateau, then ``after_escape`` steps more.
 
-    Multi-layer training sits on a plateau (near the zero predictor's loss) for a seed-dependent number of
-    steps; the escape step is the first evaluation whose loss falls below ``escape_loss``. Returns the run and
-    the escape step (None if it never escaped within ``max_steps``).
+    The official settings for deeper models (batch 1,024, clip 10); evaluation every 50 steps. Returns the run
+    and its escape step (None if it never escaped within ``max_steps``).
     """
-    n_context, dx = PAPER["n_context"], PAPER["dx"]
-    model = LSAStack.new(dx + 1, n_layers, shared=True, n_context=n_context, generator=runtime.generator(seed))
-    ev = eval_batch(eval_size, n_context, dx, seed=seed + 2)
-    escape: list[int] = []
-
-    def stop(h: train.History) -> bool:
-        if not escape and h.eval_loss[-1] < escape_loss:
-            escape.append(h.eval_step[-1])
-        return bool(escape) and h.steps >= escape[0] + after_escape
-
-    hist = train.fit(model, icl_loss, token_stream(batch_size, n_context, dx, seed=seed + 1), max_steps, clip=clip,
-                     eval_batch=(ev.tokens(), ev.y_query), eval_every=50, stop=stop, progress=progress,
-                     desc=f"recurrent LSA x{n_layers}, seed {seed}")
-    return TrainedLSA(model, hist, ev), (escape[0] if escape else None)
+    run = train_lsa(seed=seed, steps=max_steps, n_layers=n_layers, shared=True, batch_size=batch_size,
+                    eval_size=eval_size, clip=clip, eval_every=50, after_escape=after_escape,
+                    escape_loss=escape_loss, progress=progress)
+    return run, run.escape
 
 
 def depth_sweep(model: torch.nn.Module, batch: tasks.RegressionBatch, depths: Sequence[int]) -> list[float]:
@@ -516,3 +538,66 @@ def gd_vs_gdpp(depths: Sequence[int], batch: tasks.RegressionBatch, *, seed: int
                 row[name] = float(icl_loss(row[f"{name}_model"], (batch.tokens(), batch.y_query)))
         out[K] = row
     return out
+
+
+# ------------------------------------------------------------------ anisotropic inputs: preconditioned GD
+
+
+def effective_preconditioner(layer: LinearSelfAttention, dx: int, n_context: int) -> torch.Tensor:
+    """The preconditioner ``Γ_eff = −N · mean diag((P W_V)_yy) · (W_Kᵀ W_Q)_xx`` a layer applies (``(dx, dx)``).
+
+    The layer predicts ``ŷ = (1/N) Σ_i y_i x_iᵀ Γ_eff x_q`` when its other blocks vanish; for
+    Proposition 1's layer ``Γ_eff = η I``.
+    """
+    kq, pv = weight_products(layer)
+    return -n_context * torch.diagonal(pv[dx:, dx:]).mean() * kq[:dx, :dx]
+
+
+def preconditioner_monte_carlo(n_tasks: int = 200_000, *, seed: int = 0, chunk: int = 50_000,
+                               **task_kw) -> torch.Tensor:
+    """The best one-step preconditioner ``Γ`` for the task distribution, by least squares over random tasks.
+
+    ``ŷ = uᵀ Γ x_q`` with ``u = (1/N) Σ_i y_i x_i`` is linear in ``Γ``'s entries, so the optimum solves normal
+    equations accumulated over ``n_tasks`` tasks (float64, dy = 1). No distributional assumption is needed.
+    """
+    gen, gram, rhs = runtime.generator(seed), None, None
+    for start in range(0, _checks.positive_int("n_tasks", n_tasks), chunk):
+        b = tasks.sample_linear_regression(min(chunk, n_tasks - start), PAPER["n_context"], PAPER["dx"],
+                                           generator=gen, dtype=torch.float64, **task_kw)
+        u = (b.y.transpose(1, 2) @ b.x)[:, 0] / b.x.shape[1]  # (B, dx)
+        feats = (u[:, :, None] * b.x_query[:, None, :]).flatten(1)  # (B, dx*dx): entries u_a x_q,b
+        gram = feats.T @ feats if gram is None else gram + feats.T @ feats
+        rhs = feats.T @ b.y_query[:, 0] if rhs is None else rhs + feats.T @ b.y_query[:, 0]
+    dx = PAPER["dx"]
+    return torch.linalg.solve(gram, rhs).reshape(dx, dx)
+
+
+def anisotropic_setting(condition: float = 16.0, seed: int = 0) -> tuple[dict, torch.Tensor]:
+    """Gaussian inputs with covariance ``Σ = A Aᵀ / 12`` of the given condition number: ``(task_kw, Σ)``.
+
+    ``task_kw`` goes to :func:`train_lsa`, :func:`eval_batch` or :func:`tasks.sample_linear_regression`.
+    """
+    A = tasks.anisotropic_matrix(PAPER["dx"], condition, seed=seed)
+    return {"input_dist": "gaussian", "input_matrix": A}, (A.double() @ A.double().T / 12)
+
+
+def preconditioner_losses(batch: tasks.RegressionBatch, preconds: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss of one preconditioned GD step on ``batch`` for each named ``Γ``, plus GD at its best scalar η."""
+    loss = lambda W: float(metrics.half_squared_error(solvers.predict(W, batch.x_query), batch.y_query))
+    out = {name: loss(solvers.preconditioned_gd_step(batch.x, batch.y, G)) for name, G in preconds.items()}
+    eta = solvers.line_search(lambda e: loss(solvers.gd(batch.x, batch.y, e)), 0.0, 30.0, tol=1e-4)
+    out["gd_best_eta"], out["gd_best"] = eta, loss(solvers.gd(batch.x, batch.y, eta))
+    return out
+
+
+ANISOTROPIC_AFTER_ESCAPE = 4000
+"""Steps after the escape for the anisotropic experiment: the low-variance directions are learned last."""
+
+
+def train_anisotropic(*, seed: int = 0, condition: float = 16.0, eval_size: int = PAPER["eval_size"],
+                      progress: bool | None = None) -> TrainedLSA:
+    """One layer, official settings, on :func:`anisotropic_setting` tasks: to the escape (loss < 0.35, below the
+    plateau near the zero predictor's 0.5 for condition 16) plus :data:`ANISOTROPIC_AFTER_ESCAPE` steps."""
+    task_kw, _ = anisotropic_setting(condition)
+    return train_lsa(seed=seed, steps=12_000, eval_size=eval_size, after_escape=ANISOTROPIC_AFTER_ESCAPE,
+                     escape_loss=0.35, progress=progress, **task_kw)

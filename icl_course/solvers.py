@@ -18,6 +18,8 @@ from .tasks import input_moments
 __all__ = [
     "gd",
     "gd_plus_plus",
+    "preconditioned_gd_step",
+    "optimal_preconditioner_gaussian",
     "least_squares",
     "ridge",
     "predict",
@@ -140,6 +142,31 @@ def gd_plus_plus(
         cov = xs.transpose(1, 2) @ xs  # (B, dx, dx) = XᵀX, unnormalised
         xs, q = xs - g * (xs @ cov), q - g * (cov @ q[..., None])[..., 0]
     return pred
+
+
+def preconditioned_gd_step(x: torch.Tensor, y: torch.Tensor, precond: torch.Tensor) -> torch.Tensor:
+    """One preconditioned GD step from ``W = 0``: ``W = (1/N) Yᵀ X Γ`` (the step size is absorbed in ``Γ``).
+
+    ``precond`` is ``Γ (dx, dx)`` or ``(B, dx, dx)``; ``Γ = η I`` is plain GD. Returns ``W (B, dy, dx)``.
+
+    References
+    ----------
+    Ahn et al. (2023); Mahankali et al. (2023): the optimal single linear-attention layer is one such step.
+    """
+    _check_xy(x, y)
+    if not isinstance(precond, torch.Tensor) or precond.shape[-2:] != (x.shape[2], x.shape[2]):
+        raise ValueError(f"precond must have shape (dx, dx) or (B, dx, dx) with dx={x.shape[2]}, "
+                         f"got {getattr(precond, 'shape', type(precond).__name__)}")
+    return y.transpose(1, 2) @ x @ precond.to(x) / x.shape[1]  # (B, dy, dx)
+
+
+def optimal_preconditioner_gaussian(cov: torch.Tensor, n_context: int) -> torch.Tensor:
+    """The best one-step preconditioner for Gaussian inputs ``x ~ N(0, Σ)`` and teacher ``w ~ N(0, I)``:
+    ``Γ* = ((1 + 1/N) Σ + (tr Σ / N) I)⁻¹`` (noise-free; derived in "Beyond plain GD")."""
+    _checks.tensor("cov", cov, 2, "(dx, dx)")
+    n = _checks.positive_int("n_context", n_context)
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    return torch.linalg.inv((1 + 1 / n) * cov + torch.trace(cov) / n * eye)
 
 
 def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

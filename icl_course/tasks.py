@@ -12,7 +12,7 @@ import torch
 
 from . import _checks
 
-__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments"]
+__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix"]
 
 
 class RegressionBatch(NamedTuple):
@@ -51,6 +51,7 @@ def sample_linear_regression(
     input_range: float = 1.0,
     query_range: float | None = None,
     input_dist: str = "uniform",
+    input_matrix: torch.Tensor | None = None,
     teacher_scale: float = 1.0,
     noise_std: float = 0.0,
     generator: torch.Generator | None = None,
@@ -68,6 +69,8 @@ def sample_linear_regression(
         ``x ~ N(0, (r²/12) I)`` (``"gaussian"``, same variance). ``r = 2`` is the paper text's U(-1, 1).
     query_range : float or None
         A different ``r`` for the query only (out-of-distribution queries); defaults to ``input_range``.
+    input_matrix : (dx, dx) tensor, optional
+        Anisotropic inputs: every input becomes ``A x``, so its covariance is ``(r²/12) A Aᵀ``.
     teacher_scale : float
         ``s``: teacher ``w ~ N(0, s² I)``. Scaling it by α scales every squared error by α².
     noise_std : float
@@ -97,6 +100,11 @@ def sample_linear_regression(
         xs = torch.rand(B, N + 1, dx, **kw) - 0.5  # (B, N+1, dx), U(-1/2, 1/2)
     else:
         xs = torch.randn(B, N + 1, dx, **kw) / 12**0.5
+    if input_matrix is not None:
+        _checks.tensor("input_matrix", input_matrix, 2, "(dx, dx)")
+        if tuple(input_matrix.shape) != (dx, dx):
+            raise ValueError(f"input_matrix must have shape (dx, dx) = {(dx, dx)}, got {tuple(input_matrix.shape)}")
+        xs = xs @ input_matrix.to(xs).T  # (B, N+1, dx): rows A x
     x, x_query = xs[:, :N] * r, xs[:, N] * rq
     ys = torch.cat([x, x_query[:, None]], dim=1) @ w.transpose(1, 2)  # (B, N+1, dy)
     if sig > 0:
@@ -143,3 +151,18 @@ def make_tokens(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torc
     query = torch.cat([x_query, x_query.new_zeros(x_query.shape[0], y.shape[2])], dim=-1)  # (B, dx+dy)
     context = torch.cat([x, y.to(x.dtype)], dim=-1)  # (B, N, dx+dy)
     return torch.cat([context, query[:, None]], dim=1)  # (B, N+1, dx+dy)
+
+
+def anisotropic_matrix(dx: int, condition: float, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A symmetric ``A (dx, dx)`` with a random orientation whose ``A Aᵀ`` has condition number ``condition``.
+
+    Used as ``input_matrix``: the input covariance ``(r²/12) A Aᵀ`` then has eigenvalues spread
+    log-uniformly over a factor ``condition``, with geometric mean ``r²/12``.
+    """
+    dx = _checks.positive_int("dx", dx)
+    cond = _checks.positive_float("condition", condition)
+    if cond < 1:
+        raise ValueError(f"condition must be >= 1, got {condition}")
+    q, _ = torch.linalg.qr(torch.randn(dx, dx, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    scales = torch.logspace(-0.25, 0.25, dx, base=cond, dtype=torch.float64)  # singular values of A
+    return (q @ torch.diag(scales) @ q.T).to(dtype)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from .. import gd_transformer as gt
 from .. import solvers
 from ..reproduce import Claim, Context, register
@@ -145,3 +147,50 @@ register(Claim(
     measure=lambda ctx: tuple(gt.depth_sweep(_recurrent(ctx)[0].model, _recurrent(ctx)[0].eval_set, range(3, 9))),
     judge=lambda v, ctx: all(b < a for a, b in zip(v, v[1:])),
     show=lambda v: " → ".join(f"{x:.3f}" for x in v)))
+
+
+# ---------------------------------------------------------------- chapter "Anisotropic inputs: preconditioned GD"
+CHAPTER_PRECOND = "Anisotropic inputs: preconditioned GD"
+
+
+def e10_value(gamma_star, gamma_mc, batch: object) -> tuple[float, float]:
+    """(relative difference of Monte-Carlo and closed-form Γ*, loss ratio L(Γ*) / L(Γ_MC) on held-out tasks)."""
+    losses = gt.preconditioner_losses(batch, {"star": gamma_star.float(), "mc": gamma_mc.float()})
+    return float(torch.linalg.matrix_norm(gamma_mc - gamma_star) / torch.linalg.matrix_norm(gamma_star)), \
+        losses["star"] / losses["mc"]
+
+
+def _aniso(ctx: Context):
+    def make():
+        kw, cov = gt.anisotropic_setting()
+        run = gt.train_anisotropic(seed=ctx.seed, eval_size=ctx.eval_size)
+        star = solvers.optimal_preconditioner_gaussian(cov, N)
+        return kw, cov, run, star
+    return ctx.shared("anisotropic", make)
+
+
+def _e10(ctx: Context) -> tuple[float, float]:
+    kw, cov, run, star = _aniso(ctx)
+    mc = gt.preconditioner_monte_carlo(200_000, seed=ctx.seed + 50, **kw)
+    return e10_value(star, mc, run.eval_set)
+
+
+def e11_value(run: gt.TrainedLSA, losses: dict) -> tuple[float, float, float]:
+    """(L_TF (mean of the last 5 evaluations), L of one step with Γ*, L of GD at its best η) on the eval tasks."""
+    return run.history.final_eval(5), losses["star"], losses["gd_best"]
+
+
+register(Claim(
+    "E10", CHAPTER_PRECOND, "closed-form optimal preconditioner Γ* = ((1+1/N)Σ + trΣ/N·I)⁻¹ (Gaussian inputs)",
+    "Ahn et al. 2023; Mahankali et al. 2023", "Monte-Carlo Γ (200k tasks) within 10 %; L(Γ*) ≤ 1.002 L(Γ_MC)",
+    measure=_e10, judge=lambda v, ctx: v[0] < 0.10 and v[1] <= 1.002,
+    show=lambda v: f"MC rel. diff {v[0]:.3f}, loss ratio {v[1]:.4f}"))
+
+register(Claim(
+    "E11", CHAPTER_PRECOND, "one trained layer on anisotropic inputs ≈ preconditioned GD-1, beating plain GD-1",
+    "the optimal one-layer learner is preconditioned GD (Ahn et al. 2023)",
+    "L_TF ≤ 1.02 × L(Γ*) and L_TF < 0.95 × L(GD, best η)",
+    measure=lambda ctx: e11_value(_aniso(ctx)[2], gt.preconditioner_losses(_aniso(ctx)[2].eval_set,
+                                                                           {"star": _aniso(ctx)[3].float()})),
+    judge=lambda v, ctx: v[0] <= 1.02 * v[1] and v[0] < 0.95 * v[2],
+    show=lambda v: f"TF {v[0]:.4f} vs Γ* {v[1]:.4f} vs GD {v[2]:.4f}"))
