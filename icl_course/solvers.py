@@ -19,6 +19,7 @@ __all__ = [
     "gd",
     "gd_plus_plus",
     "preconditioned_gd_step",
+    "newton_predict",
     "optimal_preconditioner_gaussian",
     "least_squares",
     "ridge",
@@ -167,6 +168,31 @@ def optimal_preconditioner_gaussian(cov: torch.Tensor, n_context: int) -> torch.
     n = _checks.positive_int("n_context", n_context)
     eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
     return torch.linalg.inv((1 + 1 / n) * cov + torch.trace(cov) / n * eye)
+
+
+def newton_predict(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor, steps: int) -> torch.Tensor:
+    """Predictions ``(B, dy)`` of least squares with ``(XᵀX)⁻¹`` replaced by ``steps`` Newton–Schulz iterations.
+
+    ``M_0 = α XᵀX`` with ``α = 1 / λ_max(XᵀX)²`` (every eigenvalue of ``M_0 XᵀX`` then lies in (0, 1]) and
+    ``M_{k+1} = 2 M_k − M_k XᵀX M_k`` (quadratic convergence once every eigenvalue is resolved);
+    ``ŷ = x_qᵀ M_k Xᵀ y``. ``steps = 0`` is one step preconditioned by ``α XᵀX``.
+
+    References
+    ----------
+    Fu et al. (2023), "Transformers learn higher-order optimization methods for in-context learning", Sec. 3.
+    """
+    _check_xy(x, y)
+    _checks.tensor("x_query", x_query, 2, "(B, dx)")
+    _checks.same("x", x.shape[2], "x_query", x_query.shape[1], "input dimension dx")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    cov = x.transpose(1, 2) @ x  # (B, dx, dx), unnormalised
+    lam_max = torch.linalg.eigvalsh(cov)[:, -1]  # (B,)
+    M = cov / lam_max[:, None, None] ** 2
+    for _ in range(steps):
+        M = 2 * M - M @ cov @ M
+    W = (M @ x.transpose(1, 2) @ y).transpose(1, 2)  # (B, dy, dx)
+    return (W @ x_query[..., None])[..., 0]
 
 
 def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

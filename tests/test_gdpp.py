@@ -135,3 +135,17 @@ def test_history_final_eval_averages_the_last_evaluations():
         History().final_eval()
     with pytest.raises(ValueError, match="last"):
         h.final_eval(0)
+
+
+def test_newton_iterations_converge_to_least_squares():
+    b = _batch(8, 12, 5, 2, 4)
+    ls = solvers.predict(solvers.least_squares(b.x, b.y), b.x_query)
+    errs = [_rel(solvers.newton_predict(b.x, b.y, b.x_query, k), ls) for k in (0, 4, 8, 40)]
+    assert errs[-1] < 1e-8 and errs[0] > errs[1] > errs[2]
+    cov = b.x.transpose(1, 2) @ b.x
+    alpha = 1 / torch.linalg.eigvalsh(cov)[:, -1] ** 2
+    precond = 12 * alpha[:, None, None] * cov  # steps = 0: W = Yᵀ X (α XᵀX), i.e. (1/N) Yᵀ X Γ with Γ = N α XᵀX
+    ref0 = solvers.predict(solvers.preconditioned_gd_step(b.x, b.y, precond), b.x_query)
+    assert _rel(solvers.newton_predict(b.x, b.y, b.x_query, 0), ref0) < 1e-10
+    with pytest.raises(ValueError, match="steps"):
+        solvers.newton_predict(b.x, b.y, b.x_query, -1)
