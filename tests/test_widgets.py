@@ -1,0 +1,30 @@
+"""The explorers build, draw and redraw without a browser (their figures are checked by eye in the book)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets as W  # noqa: E402
+import pytest  # noqa: E402
+
+from icl_course import gd_transformer as gt  # noqa: E402
+from icl_course import widgets  # noqa: E402
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: widgets.step_size_explorer(b, 6.06, eta_trained=6.0),
+    lambda b: widgets.gamma_explorer(b, 19.0, 0.2, n_layers=3),
+])
+def test_explorer_builds_and_redraws(make):
+    batch = gt.eval_batch(64, 10, 10, seed=0)
+    box = make(batch)
+    assert isinstance(box, W.VBox)
+    slider, image = box.children
+    assert isinstance(slider, W.FloatSlider) and isinstance(image, W.Image)
+    first = bytes(image.value)
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    slider.value = slider.min  # differs from the initial value: triggers a redraw through the observer
+    second = bytes(image.value)
+    assert second[:8] == first[:8] and second != first
