@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["PALETTE", "use_style", "training_curves", "heatmaps", "ood_panels", "line_panel", "close"]
+__all__ = ["PALETTE", "use_style", "training_curves", "heatmaps", "ood_panels", "line_panel"]
 
 PALETTE = {
     "tf": "#0072B2",  # blue: trained transformer
@@ -111,9 +110,3 @@ def ood_panels(fig, rows: Sequence[dict], names: Mapping[str, str]):
         series.update({label_: [r[f"loss_gd[{key}]"] for r in sel] for key, label_ in names.items()})
         line_panel(ax, [r["scale"] for r in sel], series, xlabel=label, ylabel="loss", log=True)
     return axes
-
-
-def close(fig) -> None:
-    """Show and release a figure (keeps memory flat in long notebooks)."""
-    plt.show()
-    plt.close(fig)

@@ -12,7 +12,6 @@ identities cannot be gaps; a closed gap is simply ``PASS``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -189,7 +188,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{sum(r.passed for r in rows)} passed, {n_fail} failed, {n_gap} known gaps "
               f"(seed {args.seed}{', quick' if args.quick else ''})")
     return 1 if any(r.status == "FAIL" for r in rows) else 0
-
-
-def _finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)
