@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import _checks, metrics, runtime, solvers, tasks, train
-from .models import LinearSelfAttention, LSAStack
+from .models import FeatureLSA, FeatureMap, LinearSelfAttention, LSAStack, StandardTokenLSA
 from .tasks import make_tokens
 
 __all__ = [
@@ -59,6 +59,24 @@ __all__ = [
     "preconditioner_losses",
     "train_anisotropic",
     "ANISOTROPIC_AFTER_ESCAPE",
+    "SINE",
+    "FeatureGD",
+    "feature_gd_as_lsa",
+    "sine_stream",
+    "sine_eval",
+    "new_feature_model",
+    "train_sine",
+    "oracle_feature_loss",
+    "proposition2_errors",
+    "effective_kernel",
+    "kernel_explained",
+    "STANDARD",
+    "constructed_copy_gd",
+    "copy_gd_errors",
+    "new_standard_model",
+    "train_standard_tokens",
+    "copy_attention",
+    "copy_scores",
 ]
 
 PAPER = {"dx": 10, "dy": 1, "n_context": 10, "batch_size": 2048, "eval_size": 10_000, "clip": 1e-3,
@@ -601,3 +619,310 @@ def train_anisotropic(*, seed: int = 0, condition: float = 16.0, eval_size: int 
     task_kw, _ = anisotropic_setting(condition)
     return train_lsa(seed=seed, steps=12_000, eval_size=eval_size, after_escape=ANISOTROPIC_AFTER_ESCAPE,
                      escape_loss=0.35, progress=progress, **task_kw)
+
+
+# ------------------------------------------------------------------ non-linear regression: GD on learned features
+
+SINE = {
+    "cpu": {"n_context": 10, "input_range": 10.0, "hidden": 64, "features": 16, "batch_size": 512, "steps": 2000,
+            "lr": 1e-3, "clip": 100.0},
+    "paper": {"n_context": 10, "input_range": 10.0, "hidden": 160, "features": 40, "batch_size": 2048,
+              "steps": 20_000, "lr": 1e-3, "clip": 100.0},
+}
+"""Settings of the sine experiment. ``"paper"``: the official notebook's sizes (MLP 160 → 40, batch 2,048, 20,000
+steps; meant for a GPU); ``"cpu"``: the book's (MLP 64 → 16, batch 512, 2,000 steps), which reaches the same
+comparison in seconds."""
+
+
+def _scale(table: dict, scale: str) -> dict:
+    if scale not in table:
+        raise ValueError(f"scale must be one of {sorted(table)}, got {scale!r}")
+    return table[scale]
+
+
+class FeatureGD(torch.nn.Module):
+    """A meta-learned feature map and one GD step from ``w = 0`` on the output layer: the kernel-regression view.
+
+    ``ŷ = (η/N) Σ_i y_i m(x_i)·m(x_q)`` — one step on ``L(w) = 1/(2N) Σ_i (w·m(x_i) − y_i)²`` from ``w = 0``.
+    ``m`` and ``η`` are trained across tasks (the outer loop); the step itself is the inner loop. Same interface as
+    the attention models: tokens ``E (B, N+1, dx+dy)`` in, the query token ``(x_q, −ŷ)`` out.
+
+    References
+    ----------
+    von Oswald et al. (2022), Sec. 4 and Proposition 2; Part III, "Non-linear regression: GD on learned features".
+    """
+
+    def __init__(self, feature_map: FeatureMap, lr: float = 1.0) -> None:
+        super().__init__()
+        self.feature_map = feature_map
+        self.dx = feature_map.dx
+        p = feature_map.out.weight
+        self.lr = torch.nn.Parameter(torch.tensor(float(lr), dtype=p.dtype, device=p.device))
+
+    def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``η m(a)·m(b)`` for inputs ``a (…, n, dx)``, ``b (…, m, dx)`` → ``(…, n, m)``."""
+        return self.lr * (self.feature_map(a) @ self.feature_map(b).transpose(-2, -1))
+
+    def forward(self, E: torch.Tensor, query_only: bool = True) -> torch.Tensor:
+        if not query_only:
+            raise ValueError("FeatureGD computes the query token only (query_only=True)")
+        _checks.tensor("E", E, 3, "(B, N+1, dx+dy)")
+        x, y, xq = E[:, :-1, :self.dx], E[:, :-1, self.dx:], E[:, -1:, :self.dx]
+        k = self.kernel(x, xq)  # (B, N, 1)
+        pred = (k * y).sum(dim=1) / x.shape[1]  # (B, dy)
+        return torch.cat([xq[:, 0], -pred], dim=-1)[:, None]  # (B, 1, dx+dy)
+
+
+def feature_gd_as_lsa(model: FeatureGD, n_context: int, dy: int = 1) -> FeatureLSA:
+    """Proposition 2's construction: the same feature map followed by Proposition 1's layer with step ``η``.
+
+    The result predicts exactly what ``model`` predicts (in any dtype); the feature map is shared, not copied.
+    """
+    p = model.feature_map.out.weight
+    lsa = constructed_lsa(model.feature_map.features, dy, n_context, float(model.lr.detach()), dtype=p.dtype)
+    return FeatureLSA(model.feature_map, lsa.to(p.device))
+
+
+def proposition2_errors(*, seed: int = 0, n_tasks: int = 64, dtype: torch.dtype = torch.float64) -> float:
+    """Max relative difference between a random :class:`FeatureGD` and its :func:`feature_gd_as_lsa` (float64)."""
+    gen = runtime.generator(seed)
+    model = FeatureGD(FeatureMap(1, 32, 8, generator=gen, dtype=dtype),
+                      lr=float(torch.rand((), generator=gen, dtype=dtype)) * 3 + 0.5)
+    b = tasks.sample_sine_regression(n_tasks, 10, generator=gen, dtype=dtype)
+    with torch.no_grad():
+        ref = lsa_predict(model, b.tokens(), 1)
+        got = lsa_predict(feature_gd_as_lsa(model, 10), b.tokens(), 1)
+    return float((got - ref).abs().max() / ref.abs().max())
+
+
+def sine_stream(batch_size: int, n_context: int, *, seed: int, tied: bool = False,
+                device: str | torch.device | None = None, **task_kw):
+    """``step -> (tokens, y_query)``: fresh sine tasks for every step from one seeded generator."""
+    gen = runtime.generator(seed, device)
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = tasks.sample_sine_regression(batch_size, n_context, tied=tied, generator=gen, device=device, **task_kw)
+        return b.tokens(), b.y_query
+
+    return batches
+
+
+def sine_eval(n_tasks: int, n_context: int = 10, *, seed: int, tied: bool = False,
+              device: str | torch.device | None = None, **task_kw) -> tasks.RegressionBatch:
+    """A fixed set of sine tasks from its own seed."""
+    return tasks.sample_sine_regression(n_tasks, n_context, tied=tied, generator=runtime.generator(seed, device),
+                                        device=device, **task_kw)
+
+
+def new_feature_model(kind: str, *, seed: int = 0, hidden: int = 64, features: int = 16, n_context: int = 10,
+                      dx: int = 1, dy: int = 1) -> torch.nn.Module:
+    """A fresh ``"lsa"`` (:class:`FeatureLSA`, official init for the attention) or ``"gd"`` (:class:`FeatureGD`,
+    ``η = 1``) model; both feature maps start from the same seeded weights."""
+    gen = runtime.generator(seed)
+    fmap = FeatureMap(dx, hidden, features, generator=gen)
+    if kind == "gd":
+        return FeatureGD(fmap)
+    if kind == "lsa":
+        return FeatureLSA(fmap, LSAStack.new(features + dy, 1, n_context=n_context, generator=gen))
+    raise ValueError(f"kind must be 'lsa' or 'gd', got {kind!r}")
+
+
+def train_sine(kind: str, *, seed: int = 0, tied: bool = False, scale: str = "cpu", steps: int | None = None,
+               eval_size: int = 10_000, device: str | torch.device | None = None,
+               progress: bool | None = None) -> TrainedLSA:
+    """Meta-train a feature model (``kind`` ``"lsa"`` or ``"gd"``) on sine tasks through :func:`train.fit`.
+
+    Seeds: initial weights ``seed``, training stream ``seed + 1``, evaluation set ``seed + 2`` (drawn like the
+    training tasks, tied or not), evaluated every 100 steps. ``scale`` picks :data:`SINE`'s settings (``steps``
+    overrides its step count); ``device`` (e.g. ``"cuda"``) holds the model and draws the data there.
+    """
+    cfg = _scale(SINE, scale)
+    N = cfg["n_context"]
+    model = new_feature_model(kind, seed=seed, hidden=cfg["hidden"], features=cfg["features"], n_context=N)
+    model = model.to(device) if device is not None else model
+    ev = sine_eval(eval_size, N, seed=seed + 2, tied=tied, device=device, input_range=cfg["input_range"])
+    hist = train.fit(model, icl_loss,
+                     sine_stream(cfg["batch_size"], N, seed=seed + 1, tied=tied, device=device,
+                                 input_range=cfg["input_range"]),
+                     steps or cfg["steps"], lr=cfg["lr"], betas=PAPER["betas"], clip=cfg["clip"],
+                     eval_batch=(ev.tokens(), ev.y_query), eval_every=100, progress=progress,
+                     desc=f"sine {kind} seed {seed}")
+    return TrainedLSA(model, hist, ev)  # type: ignore[arg-type]
+
+
+def oracle_feature_loss(batch: tasks.RegressionBatch, lo: float = 0.1, hi: float = 5.0) -> tuple[float, float]:
+    """One GD step on the ideal features ``(sin x, cos x)`` at the step size that is best on ``batch``.
+
+    Returns ``(η, loss)``; the kernel is ``η cos(x − x')``. (Least squares on these features is exact: loss 0.)
+    """
+    fx, fq = tasks.sine_basis(batch.x), tasks.sine_basis(batch.x_query)
+
+    def loss(eta: float) -> float:
+        pred = solvers.predict(solvers.gd(fx, batch.y, eta), fq)
+        return float(metrics.half_squared_error(pred, batch.y_query))
+
+    eta = solvers.line_search(loss, lo, hi, tol=1e-4)
+    return eta, loss(eta)
+
+
+def effective_kernel(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, route: str = "both") -> torch.Tensor:
+    """The kernel ``k (n, m)`` of the part of the prediction that is linear in the targets,
+    ``ŷ = (1/N) Σ_i y_i k(x_i, x_q) + …``, for inputs ``a (n, 1)`` and ``b (m, 1)``.
+
+    :class:`FeatureGD`: ``η m(a)·m(b)`` (its whole prediction). :class:`FeatureLSA` with products
+    ``K = W_Kᵀ W_Q`` and ``V = P W_V`` on tokens ``(m, y)``: the target can reach the prediction through the
+    value (``route="value"``, Proposition 2's construction: ``−N V_yy m(a)ᵀ K_mm m(b)``, any rank) or through the key
+    (``route="key"``: ``−N (V_ym·m(a)) (K_ym·m(b))``, rank one); ``"both"`` is their sum. The layer's remaining
+    terms do not involve the targets linearly (a mean function of the inputs, and a term in ``y_i²``).
+    """
+    if route not in ("both", "value", "key"):
+        raise ValueError(f"route must be 'both', 'value' or 'key', got {route!r}")
+    with torch.no_grad():
+        if isinstance(model, FeatureGD):
+            if route != "both":
+                raise ValueError("FeatureGD has one route only: use route='both'")
+            return model.kernel(a, b)
+        if isinstance(model, FeatureLSA):
+            F, N = model.feature_map.features, model.lsa.n_context or 1
+            K, V = weight_products(model.lsa.layer(0))
+            ma, mb = model.feature_map(a), model.feature_map(b)  # (n, F), (m, F)
+            value = -N * V[F, F] * (ma @ K[:F, :F] @ mb.T)
+            key = -N * torch.outer(ma @ V[F, :F], mb @ K[F, :F])
+            return {"both": value + key, "value": value, "key": key}[route]
+    raise TypeError(f"model must be a FeatureGD or FeatureLSA, got {type(model).__name__}")
+
+
+def kernel_explained(model: torch.nn.Module, batch: tasks.RegressionBatch) -> float:
+    """How much of the model's prediction its kernel term alone gives: ``1 − ‖ŷ_k − ŷ‖² / ‖ŷ − mean ŷ‖²``."""
+    with torch.no_grad():
+        pred = lsa_predict(model, batch.tokens(), batch.dx)  # (B, 1)
+        k = torch.stack([effective_kernel(model, xs, xq[None])[:, 0] for xs, xq in zip(batch.x, batch.x_query)])
+        pred_k = (k[..., None] * batch.y).sum(dim=1) / batch.x.shape[1]  # (B, 1)
+        return float(1 - ((pred_k - pred) ** 2).sum() / ((pred - pred.mean()) ** 2).sum())
+
+
+# ------------------------------------------------------------------ standard tokens: copy, then descend
+
+STANDARD = {
+    "cpu": {"batch_size": 512, "max_steps": 4000, "after_escape": 1000, "escape_loss": 0.3, "init_scale": 0.01,
+            "clip": 10.0},
+    "paper": {"batch_size": 2048, "max_steps": 10_000, "after_escape": 10_000, "escape_loss": 0.3,
+              "init_scale": 0.01, "clip": 10.0},
+}
+"""Settings of the standard-token experiment (2 layers; Adam 1e-3; official init ``0.02 / 2`` and clip 10).
+``"paper"``: the official notebook's batch 2,048 and 10,000 steps; ``"cpu"``: batch 512, to the escape from the
+plateau (first evaluation below 0.3) plus 1,000 steps."""
+
+
+def constructed_copy_gd(dx: int, dy: int, n_context: int, lr: float, *, beta: float = 40.0,
+                        dtype: torch.dtype = torch.float32) -> StandardTokenLSA:
+    """Proposition 3's hand-built model: a softmax layer that copies each ``x_i`` into the token of ``y_i``,
+    then Proposition 1's linear layer — one GD step at ``lr`` on the standard token layout.
+
+    Layer 1 scores ``β [t = s + 1]`` from the one-hot positions (``W_Q = β I``, ``W_K`` shifts a position to the
+    next), so every token attends to its predecessor with weight ``e^β / (e^β + 2N − 1)``; its value copies the
+    x-slot. After it a target token holds ``(x_i, y_i, p)``; input tokens keep a zero y-slot, so in layer 2 they add
+    nothing and the sum over all ``2N`` tokens is the GD step. Exact as ``β → ∞``; the error falls like ``e^{−β}``.
+
+    References
+    ----------
+    von Oswald et al. (2022), Proposition 3; Olsson et al. (2022), previous-token and induction heads.
+    """
+    dx, dy = _checks.positive_int("dx", dx), _checks.positive_int("dy", dy)
+    N = _checks.positive_int("n_context", n_context)
+    beta = _checks.positive_float("beta", beta)
+    T = 2 * N + 1
+    D, p0 = dx + dy + T, dx + dy
+    W_Q = torch.zeros(D, D, dtype=dtype)
+    W_Q[p0:, p0:] = beta * torch.eye(T, dtype=dtype)
+    W_K = torch.zeros(D, D, dtype=dtype)
+    W_K[p0 + 1:, p0:D - 1] = torch.eye(T - 1, dtype=dtype)  # position s -> e_{s+1}
+    x_block = torch.zeros(D, D, dtype=dtype)
+    x_block[:dx, :dx] = torch.eye(dx, dtype=dtype)
+    copy = LinearSelfAttention.from_matrices(W_Q, W_K, x_block, x_block.clone(), attention="softmax")
+    y_block = torch.zeros(D, D, dtype=dtype)
+    y_block[dx:p0, dx:p0] = torch.eye(dy, dtype=dtype)
+    gd_layer = LinearSelfAttention.from_matrices(x_block.clone(), x_block.clone(), -y_block,
+                                                 (_checks.positive_float("lr", lr, allow_zero=True) / N) * y_block)
+    return StandardTokenLSA(LSAStack([copy, gd_layer]), dx, dy, N)
+
+
+def copy_gd_errors(betas: Sequence[float], *, seed: int = 0, lr: float = 1.0, n_tasks: int = 64,
+                   dtype: torch.dtype = torch.float64) -> dict[float, float]:
+    """Max relative error of :func:`constructed_copy_gd` against one GD step, for each softmax sharpness ``β``."""
+    b = tasks.sample_linear_regression(n_tasks, PAPER["n_context"], PAPER["dx"], generator=runtime.generator(seed),
+                                       dtype=dtype)
+    ref = gd_predict(b, lr)
+    out = {}
+    for beta in betas:
+        model = constructed_copy_gd(b.dx, 1, b.x.shape[1], lr, beta=beta, dtype=dtype)
+        with torch.no_grad():
+            pred = lsa_predict(model, b.tokens(), b.dx)
+        out[float(beta)] = float((pred - ref).abs().max() / ref.abs().max())
+    return out
+
+
+def new_standard_model(first: str = "softmax", *, seed: int = 0, dx: int = PAPER["dx"], dy: int = PAPER["dy"],
+                       n_context: int = PAPER["n_context"], init_scale: float = 0.01) -> StandardTokenLSA:
+    """A fresh two-layer model on standard tokens: a ``first`` (``"softmax"`` or ``"linear"``) layer, then a
+    linear one; official initialisation ``VarianceScaling(init_scale)``."""
+    gen = runtime.generator(seed)
+    D = dx + dy + 2 * n_context + 1
+    layers = [LinearSelfAttention(D, attention=first, init_scale=init_scale, generator=gen),
+              LinearSelfAttention(D, init_scale=init_scale, generator=gen)]
+    return StandardTokenLSA(LSAStack(layers), dx, dy, n_context)
+
+
+def train_standard_tokens(first: str = "softmax", *, seed: int = 0, scale: str = "cpu", max_steps: int | None = None,
+                          eval_size: int = PAPER["eval_size"], device: str | torch.device | None = None,
+                          progress: bool | None = None) -> TrainedLSA:
+    """Train :func:`new_standard_model` on the first chapter's tasks (d = N = 10, x ~ U(−0.5, 0.5)).
+
+    Seeds as in :func:`train_lsa` (weights ``seed``, stream ``seed + 1``, eval ``seed + 2``); evaluation every 50
+    steps; stops ``after_escape`` steps after the first evaluation below ``escape_loss`` (:data:`STANDARD`) or at
+    ``max_steps``. The escape step is recorded.
+    """
+    cfg = _scale(STANDARD, scale)
+    dx, dy, N = PAPER["dx"], PAPER["dy"], PAPER["n_context"]
+    model = new_standard_model(first, seed=seed, init_scale=cfg["init_scale"])
+    model = model.to(device) if device is not None else model
+    ev = tasks.sample_linear_regression(eval_size, N, dx, dy, generator=runtime.generator(seed + 2, device),
+                                        device=device)
+    gen = runtime.generator(seed + 1, device)
+
+    def batches(step: int):
+        b = tasks.sample_linear_regression(cfg["batch_size"], N, dx, dy, generator=gen, device=device)
+        return b.tokens(), b.y_query
+
+    escape: list[int] = []
+    stop = _escape_rule(escape, cfg["escape_loss"], cfg["after_escape"])
+    hist = train.fit(model, icl_loss, batches, max_steps or cfg["max_steps"], lr=PAPER["lr"], betas=PAPER["betas"],
+                     clip=cfg["clip"], eval_batch=(ev.tokens(), ev.y_query), eval_every=50, stop=stop,
+                     progress=progress, desc=f"standard tokens ({first}) seed {seed}")
+    return TrainedLSA(model, hist, ev, escape[0] if escape else None)  # type: ignore[arg-type]
+
+
+def copy_attention(model: StandardTokenLSA, batch: tasks.RegressionBatch) -> torch.Tensor:
+    """The first layer's attention weights, averaged over ``batch``: ``(2N+1, 2N)`` (queries × keys).
+
+    Softmax layers give probabilities; a linear first layer gives its raw scores ``q·k``.
+    """
+    layer = model.stack.layer(0)
+    with torch.no_grad():
+        E = model.tokens(batch.tokens())
+        scores = layer.W_Q(E) @ layer.W_K(E[:, :-1]).transpose(1, 2)  # (B, 2N+1, 2N)
+        if layer.attention == "softmax":
+            scores = torch.softmax(scores, dim=-1)
+        return scores.mean(dim=0)
+
+
+def copy_scores(attn: torch.Tensor) -> dict[str, float]:
+    """From a ``(2N+1, 2N)`` attention map: the mean weight a target token puts on its own input
+    (``"y_reads_x"``), an input token on its own target (``"x_reads_y"``), and the uniform level ``1 / 2N``."""
+    _checks.tensor("attn", attn, 2, "(2N+1, 2N)")
+    T, K = attn.shape
+    if T != K + 1 or K % 2:
+        raise ValueError(f"attn must have shape (2N+1, 2N), got {tuple(attn.shape)}")
+    i = torch.arange(0, K, 2)
+    return {"y_reads_x": float(attn[i + 1, i].mean()), "x_reads_y": float(attn[i, i + 1].mean()),
+            "uniform": 1 / K}

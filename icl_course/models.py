@@ -14,8 +14,9 @@ from torch import nn
 
 from . import _checks
 from .attention import linear_attention, softmax_attention
+from .tasks import standard_tokens
 
-__all__ = ["LinearSelfAttention", "LSAStack", "OFFICIAL_INIT_SCALE"]
+__all__ = ["LinearSelfAttention", "LSAStack", "OFFICIAL_INIT_SCALE", "FeatureMap", "FeatureLSA", "StandardTokenLSA"]
 
 OFFICIAL_INIT_SCALE = 0.002
 """Haiku ``VarianceScaling(0.002)`` of the official code: std ``√(0.002 / fan_in)`` after truncation."""
@@ -198,3 +199,110 @@ class LSAStack(nn.Module):
         for i in range(depth):
             E = self.layer(i)(E, query_only=query_only and i == depth - 1)
         return E
+
+
+class FeatureMap(nn.Module):
+    """A two-layer MLP feature map ``m: R^dx → R^F``, ``m(x) = W_2 gelu(W_1 x + b_1) + b_2``.
+
+    Initialised like ``nn.Linear`` (uniform in ``±1/√fan_in``), but from ``generator``.
+    """
+
+    def __init__(self, dx: int, hidden: int, features: int, *, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> None:
+        super().__init__()
+        self.dx = _checks.positive_int("dx", dx)
+        self.features = _checks.positive_int("features", features)
+        self.hidden = nn.Linear(dx, _checks.positive_int("hidden", hidden), dtype=dtype, device=device)
+        self.out = nn.Linear(hidden, features, dtype=dtype, device=device)
+        with torch.no_grad():
+            for lin in (self.hidden, self.out):
+                bound = 1 / math.sqrt(lin.in_features)
+                for p in (lin.weight, lin.bias):
+                    p.copy_(torch.rand(p.shape, generator=generator, dtype=p.dtype).mul(2 * bound).sub(bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (…, dx) → (…, F)``."""
+        if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[-1] != self.dx:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (..., dx={self.dx}), got {shape}")
+        return self.out(torch.nn.functional.gelu(self.hidden(x)))
+
+
+def _split_tokens(E: torch.Tensor, dx: int, n_context: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _checks.tensor("E", E, 3, "(B, N+1, dx+dy)")
+    if E.shape[2] <= dx or E.shape[1] < 2:
+        raise ValueError(f"E must have shape (B, N+1, dx+dy) with dx={dx}, dy ≥ 1, N ≥ 1, got {tuple(E.shape)}")
+    if n_context is not None and E.shape[1] != n_context + 1:
+        raise ValueError(f"this model was built for n_context={n_context}: E must have shape "
+                         f"(B, {n_context + 1}, D), got {tuple(E.shape)}")
+    return E[:, :-1, :dx], E[:, :-1, dx:], E[:, -1, :dx]
+
+
+class FeatureLSA(nn.Module):
+    """An MLP feature map followed by linear self-attention: tokens ``(m(x_i), y_i)`` and query ``(m(x_q), 0)``.
+
+    Takes the usual tokens ``E (B, N+1, dx+dy)`` of :func:`~icl_course.tasks.make_tokens` and returns the query token
+    in the same layout, ``(x_q, ·)`` with the attention's y-slot, so :func:`~icl_course.gd_transformer.readout` and
+    every loss of the course apply unchanged.
+
+    References
+    ----------
+    von Oswald et al. (2022), Proposition 2; Part III, "Non-linear regression: GD on learned features".
+    """
+
+    def __init__(self, feature_map: FeatureMap, lsa: LSAStack) -> None:
+        super().__init__()
+        if lsa.layer(0).dim <= feature_map.features:
+            raise ValueError(f"the attention's width ({lsa.layer(0).dim}) must be features + dy "
+                             f"({feature_map.features} + dy)")
+        self.feature_map, self.lsa = feature_map, lsa
+        self.dx = feature_map.dx
+
+    def feature_tokens(self, E: torch.Tensor) -> torch.Tensor:
+        """``(B, N+1, dx+dy) → (B, N+1, F+dy)``: every token's x replaced by ``m(x)``."""
+        _split_tokens(E, self.dx, self.lsa.n_context)
+        return torch.cat([self.feature_map(E[..., :self.dx]), E[..., self.dx:]], dim=-1)
+
+    def forward(self, E: torch.Tensor, query_only: bool = True) -> torch.Tensor:
+        """``E (B, N+1, dx+dy)`` → the query token ``(B, 1, dx+dy)``."""
+        if not query_only:
+            raise ValueError("FeatureLSA returns the query token only (query_only=True)")
+        out = self.lsa(self.feature_tokens(E), query_only=True)  # (B, 1, F+dy)
+        return torch.cat([E[:, -1:, :self.dx], out[..., self.feature_map.features:]], dim=-1)
+
+
+class StandardTokenLSA(nn.Module):
+    """Attention layers on the standard token layout: ``x_i`` and ``y_i`` in separate tokens (one-hot positions).
+
+    Takes the usual tokens ``E (B, N+1, dx+dy)``, rearranges them with :func:`~icl_course.tasks.standard_tokens`
+    into ``2N + 1`` tokens of width ``dx + dy + 2N + 1``, applies the stack and returns the query token in the usual
+    layout ``(x_q, ·)`` with the stack's y-slot. The stack's layers may differ in ``attention`` (e.g. a softmax
+    first layer that copies, then a linear one).
+
+    References
+    ----------
+    von Oswald et al. (2022), Proposition 3; Part III, "Standard tokens: copy, then descend".
+    """
+
+    def __init__(self, stack: LSAStack, dx: int, dy: int, n_context: int) -> None:
+        super().__init__()
+        self.dx, self.dy = _checks.positive_int("dx", dx), _checks.positive_int("dy", dy)
+        self.n_context = _checks.positive_int("n_context", n_context)
+        width = dx + dy + 2 * n_context + 1
+        if stack.layer(0).dim != width:
+            raise ValueError(f"the stack's width must be dx + dy + 2N + 1 = {width}, got {stack.layer(0).dim}")
+        self.stack = stack
+
+    def tokens(self, E: torch.Tensor) -> torch.Tensor:
+        """``E (B, N+1, dx+dy)`` → standard tokens ``(B, 2N+1, dx+dy+2N+1)``."""
+        x, y, xq = _split_tokens(E, self.dx, self.n_context)
+        if y.shape[-1] != self.dy:
+            raise ValueError(f"E must have shape (B, N+1, dx+dy={self.dx + self.dy}), got {tuple(E.shape)}")
+        return standard_tokens(x, y, xq)
+
+    def forward(self, E: torch.Tensor, query_only: bool = True) -> torch.Tensor:
+        """``E (B, N+1, dx+dy)`` → the query token ``(B, 1, dx+dy)``."""
+        if not query_only:
+            raise ValueError("StandardTokenLSA returns the query token only (query_only=True)")
+        out = self.stack(self.tokens(E), query_only=True)  # (B, 1, dx+dy+2N+1)
+        return torch.cat([E[:, -1:, :self.dx], out[..., self.dx:self.dx + self.dy]], dim=-1)

@@ -54,10 +54,13 @@ class Claim:
 
 @dataclass
 class Context:
-    """What a measurement may depend on: the seed, quick mode, and a cache shared by the claims of one run."""
+    """What a measurement may depend on: the seed, quick mode, the scale and device of the experiments that have a
+    paper-scale setting (``scale="paper"``, meant for ``device="cuda"``), and a cache shared by one run's claims."""
 
     seed: int = 0
     quick: bool = False
+    scale: str = "cpu"
+    device: str | None = None
     cache: dict = field(default_factory=dict)
 
     @property
@@ -128,13 +131,20 @@ def evaluate(claim_id: str, value: Any, *, seed: int = 0, quick: bool = False, s
                status == "PASS", reason, seed, quick, round(seconds, 2), torch.__version__.split("+")[0])
 
 
-def run(ids: list[str] | None = None, *, seed: int = 0, quick: bool = False) -> list[Row]:
-    """Measure and judge the registered claims (all, or ``ids``) in registration order."""
+def run(ids: list[str] | None = None, *, seed: int = 0, quick: bool = False, scale: str = "cpu",
+        device: str | None = None) -> list[Row]:
+    """Measure and judge the registered claims (all, or ``ids``) in registration order.
+
+    ``scale="paper"`` runs the experiments that have a paper-scale setting at the official sizes (see
+    ``gd_transformer.SINE`` and ``STANDARD``) on ``device``; the others are unchanged.
+    """
     _load_claims()
     unknown = sorted(set(ids or []) - set(REGISTRY))
     if unknown:
         raise KeyError(f"unknown claim ids {unknown}; registered: {sorted(REGISTRY)}")
-    ctx, rows = Context(seed=seed, quick=quick), []
+    if scale not in ("cpu", "paper"):
+        raise ValueError(f"scale must be 'cpu' or 'paper', got {scale!r}")
+    ctx, rows = Context(seed=seed, quick=quick, scale=scale, device=device), []
     for claim in REGISTRY.values():
         if ids and claim.id not in ids:
             continue
@@ -174,11 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of every trained model and data set (default 0)")
     p.add_argument("--only", action="append", metavar="ID", help="run only this claim id (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of the table")
+    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
+                   help="'paper': official sizes for the experiments that have them (meant for a GPU)")
+    p.add_argument("--device", default="cpu", help="'cpu' (default), 'cuda' or 'auto'")
     args = p.parse_args(argv)
     from . import runtime
 
-    runtime.setup(seed=args.seed)
-    rows = run(args.only, seed=args.seed, quick=args.quick)
+    dev = runtime.setup(seed=args.seed, device=args.device)
+    device = None if dev.type == "cpu" else str(dev)
+    rows = run(args.only, seed=args.seed, quick=args.quick, scale=args.scale, device=device)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False))
     else:
@@ -186,5 +200,5 @@ def main(argv: list[str] | None = None) -> int:
         n_fail = sum(r.status == "FAIL" for r in rows)
         n_gap = sum(r.status == "KNOWN_GAP" for r in rows)
         print(f"\n{sum(r.passed for r in rows)} passed, {n_fail} failed, {n_gap} known gaps "
-              f"(seed {args.seed}{', quick' if args.quick else ''})")
+              f"(seed {args.seed}{', quick' if args.quick else ''}, scale {args.scale}, device {dev})")
     return 1 if any(r.status == "FAIL" for r in rows) else 0

@@ -6,13 +6,15 @@ The defaults follow the official code of von Oswald et al. (2022): inputs ``x ~ 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from . import _checks
 
-__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix"]
+__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix",
+           "sample_sine_regression", "sine_basis", "standard_tokens"]
 
 
 class RegressionBatch(NamedTuple):
@@ -166,3 +168,102 @@ def anisotropic_matrix(dx: int, condition: float, *, seed: int = 0, dtype: torch
     q, _ = torch.linalg.qr(torch.randn(dx, dx, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
     scales = torch.logspace(-0.25, 0.25, dx, base=cond, dtype=torch.float64)  # singular values of A
     return (q @ torch.diag(scales) @ q.T).to(dtype)
+
+
+def sine_basis(x: torch.Tensor) -> torch.Tensor:
+    """The two features that make sine regression linear: ``(…, 1) → (…, 2)``, ``(sin x, cos x)``.
+
+    ``a sin(x + φ) = (a cos φ) sin x + (a sin φ) cos x``, so a sine task is linear regression on these features.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[-1] != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (..., 1), got {shape}")
+    return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+
+
+def sample_sine_regression(
+    batch_size: int,
+    n_context: int,
+    *,
+    amplitude: tuple[float, float] = (0.1, 0.5),
+    phase: tuple[float, float] = (0.0, math.pi),
+    input_range: float = 10.0,
+    tied: bool = False,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> RegressionBatch:
+    """Draw sine-wave regression tasks ``y = a sin(x + φ)`` with ``x ~ U(−r/2, r/2)`` (one input, one output).
+
+    Parameters
+    ----------
+    batch_size, n_context : int
+        B and N.
+    amplitude, phase : (low, high)
+        ``a ~ U(amplitude)``, ``φ ~ U(phase)``; the paper's (0.1, 0.5) and (0, π).
+    input_range : float
+        ``r``; the paper's ``x ~ U(−5, 5)`` is ``r = 10``.
+    tied : bool
+        Draw ``a`` and ``φ`` from *one* uniform number ``u`` (``a = a_lo + u (a_hi − a_lo)``, ``φ = φ_lo + u (φ_hi −
+        φ_lo)``), as the official generator does by passing the same random key to both draws. The task family is
+        then a one-parameter curve instead of a two-parameter region.
+
+    Returns
+    -------
+    RegressionBatch
+        ``x (B, N, 1)``, ``y (B, N, 1)``, ``x_query (B, 1)``, ``y_query (B, 1)`` and ``w (B, 1, 2)`` = ``(a cos φ,
+        a sin φ)``, the task's weights on :func:`sine_basis` (so ``y = w · (sin x, cos x)``).
+
+    References
+    ----------
+    von Oswald et al. (2022), Sec. 4 (non-linear regression) and the official ``create_reg_data_sin``; Part III,
+    "Non-linear regression: GD on learned features".
+    """
+    B = _checks.positive_int("batch_size", batch_size)
+    N = _checks.positive_int("n_context", n_context)
+    r = _checks.positive_float("input_range", input_range)
+    for name, (lo, hi) in (("amplitude", amplitude), ("phase", phase)):
+        if not float(lo) <= float(hi):
+            raise ValueError(f"{name} must be (low, high) with low <= high, got {(lo, hi)}")
+    kw = {"generator": generator, "dtype": dtype, "device": device}
+    u = torch.rand(B, 1, 1, **kw)  # (B, 1, 1)
+    v = u if tied else torch.rand(B, 1, 1, **kw)
+    a = amplitude[0] + (amplitude[1] - amplitude[0]) * u
+    phi = phase[0] + (phase[1] - phase[0]) * v
+    xs = (torch.rand(B, N + 1, 1, **kw) - 0.5) * r  # (B, N+1, 1)
+    ys = a * torch.sin(xs + phi)  # (B, N+1, 1)
+    w = torch.cat([a * torch.cos(phi), a * torch.sin(phi)], dim=-1)  # (B, 1, 2)
+    return RegressionBatch(xs[:, :N], ys[:, :N], xs[:, N], ys[:, N], w)
+
+
+def standard_tokens(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+    """The standard token layout: inputs and targets in *separate* tokens, with one-hot positions.
+
+    The sequence is ``x_1, y_1, x_2, y_2, …, x_N, y_N, x_q``: ``2N + 1`` tokens of width ``dx + dy + 2N + 1``. An
+    input token is ``(x_i, 0, p)``, a target token ``(0, y_i, p)``, the query ``(x_q, 0, p)``, where ``p`` is the
+    one-hot position (``e_0 … e_2N``).
+
+    Parameters
+    ----------
+    x : (B, N, dx)
+    y : (B, N, dy)
+    x_query : (B, dx)
+
+    Returns
+    -------
+    (B, 2N+1, dx+dy+2N+1) tensor
+
+    References
+    ----------
+    von Oswald et al. (2022), Sec. 5 and Proposition 3 (the official ``create_reg_data_classic_token`` puts y in
+    x's last coordinate and appends a sinusoidal code instead); Part III, "Standard tokens: copy, then descend".
+    """
+    E = make_tokens(x, y, x_query)  # validates shapes
+    B, N, dx, dy = x.shape[0], x.shape[1], x.shape[2], y.shape[2]
+    T, D = 2 * N + 1, dx + dy
+    out = E.new_zeros(B, T, D + T)
+    out[:, 0:2 * N:2, :dx] = x
+    out[:, 1:2 * N:2, dx:D] = y.to(E.dtype)
+    out[:, -1, :dx] = x_query
+    out[:, :, D:] = torch.eye(T, dtype=E.dtype, device=E.device)
+    return out

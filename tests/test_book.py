@@ -22,11 +22,16 @@ def test_book_builds_without_warnings(tmp_path):
                              "--path-output", str(out)], capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     html = out / "_build" / "html"
-    for page in ("intro", "notation", "part3_one_layer_one_step", "differences", "reproducibility", "api",
+    for page in ("intro", "notation", "part3_one_layer_one_step", "part3_deeper_gdpp", "part3_preconditioned",
+                 "part3_nonlinear_features", "part3_standard_tokens", "differences", "reproducibility", "api",
                  "bibliography", "instructors"):
         assert (html / f"{page}.html").exists(), f"{page}.html was not built"
     chapter = (html / "part3_one_layer_one_step.html").read_text(encoding="utf-8")
     assert "prop-one-step" in chapter and "ex-gd-step" in chapter and "E9: PASS" in chapter
+    copy = (html / "part3_standard_tokens.html").read_text(encoding="utf-8")
+    assert "prop-copy" in copy and "E12a: PASS" in copy
+    sine = (html / "part3_nonlinear_features.html").read_text(encoding="utf-8")
+    assert "prop-features" in sine and "E8u: KNOWN_GAP" in sine
     # the notebook is downloadable and the launch buttons point at the repository
     assert "colab.research.google.com" in chapter
     shutil.rmtree(out, ignore_errors=True)

@@ -66,7 +66,13 @@ def test_context_caches_shared_results():
 
 def test_part3_ids_match_targets():
     reproduce._load_claims()
-    assert {"E1", "E2a", "E2b", "E2c", "E2d", "E3", "E4", "E9"} <= set(reproduce.REGISTRY)
+    assert {"E1", "E2a", "E2b", "E2c", "E2d", "E3", "E4", "E5", "E6", "E7", "E8", "E8a", "E8u", "E9", "E10", "E11",
+            "E12a", "E12b"} <= set(reproduce.REGISTRY)
+
+
+def test_run_rejects_an_unknown_scale():
+    with pytest.raises(ValueError, match="scale"):
+        reproduce.run(["E1"], scale="huge")
 
 
 def test_cheap_claims_run_and_pass():
@@ -94,7 +100,7 @@ def test_command_line_quick_seed_1():
     out = subprocess.run([sys.executable, "-m", "icl_course", "reproduce", "--quick", "--seed", "1", "--json"],
                          capture_output=True, text=True, timeout=900)
     rows = json.loads(out.stdout)
-    assert {r["id"] for r in rows} >= {"E1", "E2a", "E2b", "E2c", "E2d", "E3", "E4", "E9"}
+    assert {r["id"] for r in rows} >= {"E1", "E2a", "E2b", "E2c", "E2d", "E3", "E4", "E8", "E8u", "E9", "E12b"}
     assert all(set(r) == KEYS for r in rows)
     assert all(r["seed"] == 1 and r["quick"] for r in rows)
     failed = [(r["id"], r["value"], r["reason"]) for r in rows if r["status"] == "FAIL"]

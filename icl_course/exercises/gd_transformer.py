@@ -1,4 +1,4 @@
-"""Exercises of Part III, chapter "One layer, one step".
+"""Exercises of Part III (all its chapters).
 
 Each reference solution below is the exact code the chapter shows in its solution block (a test keeps them
 identical); each stub is what the student edition shows instead.
@@ -370,3 +370,211 @@ def check_preconditioner_from_weights(fn) -> None:
         pred = gt.readout(layer(b.tokens()), 4)
     assert torch.allclose(pred, solvers.predict(solvers.preconditioned_gd_step(b.x, b.y, got), b.x_query),
                           rtol=1e-9), "the layer must predict like one preconditioned step with your Γ_eff"
+
+
+# ---------------------------------------------------------------- 13. one GD step on the ideal sine features
+def sine_gd_predict(x, y, x_query, lr):
+    phi = torch.cat([torch.sin(x), torch.cos(x)], dim=-1)  # (B, N, 2): the features that make the task linear
+    phi_q = torch.cat([torch.sin(x_query), torch.cos(x_query)], dim=-1)  # (B, 2)
+    w = lr * (y.transpose(1, 2) @ phi) / x.shape[1]  # one GD step from w = 0: (η/N) Σ_i y_i φ(x_i)ᵀ, (B, 1, 2)
+    return (w @ phi_q[..., None])[..., 0]  # ŷ = w φ(x_q), (B, 1)
+
+
+@exercise(part=PART, name="sine_gd_predict", title="One GD step on the ideal sine features", difficulty="★☆☆",
+          minutes=10,
+          hint="a sin(x + φ) = (a cos φ) sin x + (a sin φ) cos x: one GD step from 0 on features (sin x, cos x) gives "
+               "ŷ = (η/N) Σ_i y_i cos(x_i − x_q).",
+          solution=sine_gd_predict, stub='''def sine_gd_predict(x, y, x_query, lr):
+    """Prediction (B, 1) of one GD step from 0 on features (sin x, cos x): x (B, N, 1), y (B, N, 1), x_query (B, 1)."""
+    # YOUR CODE HERE
+    raise NotImplementedError("sine_gd_predict")
+''')
+def check_sine_gd_predict(fn) -> None:
+    b = tasks.sample_sine_regression(6, 9, generator=runtime.generator(18), dtype=torch.float64)
+    got = _expect(fn(b.x, b.y, b.x_query, 1.8), (6, 1), "sine_gd_predict(x, y, x_query, lr)")
+    ref = solvers.predict(solvers.gd(tasks.sine_basis(b.x), b.y, 1.8), tasks.sine_basis(b.x_query))
+    assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), "ŷ differs from one GD step on (sin x, cos x)"
+    kernel = (b.y[..., 0] * torch.cos(b.x[..., 0] - b.x_query)).sum(1, keepdim=True) * 1.8 / 9
+    assert torch.allclose(got, kernel, rtol=1e-9, atol=1e-12), "the kernel form (η/N) Σ y_i cos(x_i − x_q) must agree"
+
+
+# ---------------------------------------------------------------- 14. the two routes of a feature layer
+def kernel_routes(fa, fb, kq, pv, n_context):
+    F = fa.shape[1]  # tokens are (m(x), y): features first, the target last
+    value = -n_context * pv[F, F] * (fa @ kq[:F, :F] @ fb.T)  # y in the value, features in key and query
+    key = -n_context * torch.outer(fa @ pv[F, :F], fb @ kq[F, :F])  # y in the key, features in the value
+    return value, key
+
+
+@exercise(part=PART, name="kernel_routes", title="Two routes from the targets to the prediction", difficulty="★★☆",
+          minutes=25,
+          hint="Token e_i = (m_i, y_i), query (m_q, 0). The layer adds −Σ_i (V e_i)_y (e_iᵀ K e_q) with V = P W_V, "
+               "K = W_Kᵀ W_Q. Expand both factors and keep the terms with exactly one y_i.",
+          solution=kernel_routes, stub='''def kernel_routes(fa, fb, kq, pv, n_context):
+    """Value-route and key-route kernels (n, m) for features fa (n, F), fb (m, F) and products
+    kq = W_Kᵀ W_Q, pv = P W_V ((F+1, F+1), tokens (m(x), y)): ŷ = (1/N) Σ_i y_i k(x_i, x_q) + terms without y_i."""
+    # YOUR CODE HERE
+    raise NotImplementedError("kernel_routes")
+''')
+def check_kernel_routes(fn) -> None:
+    from ..models import FeatureLSA, FeatureMap
+
+    gen = runtime.generator(19)
+    model = FeatureLSA(FeatureMap(1, 10, 4, generator=gen, dtype=torch.float64),
+                       LSAStack([LinearSelfAttention(5, init_scale=5.0, generator=gen, dtype=torch.float64)],
+                                n_context=7))
+    a = torch.linspace(-5, 5, 6, dtype=torch.float64)[:, None]
+    b = torch.linspace(-3, 4, 4, dtype=torch.float64)[:, None]
+    kq, pv = gt.weight_products(model.lsa.layer(0))
+    with torch.no_grad():
+        fa, fb = model.feature_map(a), model.feature_map(b)
+    got = fn(fa, fb, kq, pv, 7)
+    assert isinstance(got, (tuple, list)) and len(got) == 2, "return the two kernels (value, key)"
+    for k, route in zip(got, ("value", "key")):
+        _expect(k, (6, 4), f"the {route}-route kernel")
+        assert torch.allclose(k, gt.effective_kernel(model, a, b, route), rtol=1e-9, atol=1e-12), (
+            f"the {route}-route kernel differs; check which factor holds y_i and the factor −N")
+
+
+# ---------------------------------------------------------------- 15. the standard token layout
+def to_standard_tokens(x, y, x_query):
+    B, N, dx = x.shape
+    dy, T = y.shape[2], 2 * N + 1
+    out = torch.zeros(B, T, dx + dy + T, dtype=x.dtype)
+    out[:, 0:2 * N:2, :dx] = x  # input tokens (x_i, 0, p)
+    out[:, 1:2 * N:2, dx:dx + dy] = y  # target tokens (0, y_i, p)
+    out[:, -1, :dx] = x_query  # the query (x_q, 0, p) comes last
+    out[:, :, dx + dy:] = torch.eye(T, dtype=x.dtype)  # one-hot positions
+    return out
+
+
+@exercise(part=PART, name="to_standard_tokens", title="Inputs and targets in separate tokens", difficulty="★☆☆",
+          minutes=10,
+          hint="Token 2i is (x_{i+1}, 0, e_{2i}), token 2i+1 is (0, y_{i+1}, e_{2i+1}), the last is (x_q, 0, e_{2N}).",
+          solution=to_standard_tokens, stub='''def to_standard_tokens(x, y, x_query):
+    """The sequence x_1, y_1, …, x_N, y_N, x_q as (B, 2N+1, dx+dy+2N+1) tokens with one-hot positions."""
+    # YOUR CODE HERE
+    raise NotImplementedError("to_standard_tokens")
+''')
+def check_to_standard_tokens(fn) -> None:
+    b = _batch(20, 3, 5, 2, 2)
+    got = _expect(fn(b.x, b.y, b.x_query), (3, 11, 15), "to_standard_tokens(x, y, x_query)")
+    ref = tasks.standard_tokens(b.x, b.y, b.x_query)
+    assert torch.allclose(got, ref), "the layout differs: check the order x_1, y_1, …, x_N, y_N, x_q and the slots"
+
+
+# ---------------------------------------------------------------- 16. the copy layer, the other way round
+def label_copy_weights(dx, dy, n_context, beta):
+    T = 2 * n_context + 1
+    D, p0 = dx + dy + T, dx + dy
+    W_Q = torch.zeros(D, D, dtype=torch.float64)
+    W_Q[p0:, p0:] = beta * torch.eye(T, dtype=torch.float64)  # the query side: β × own position
+    W_K = torch.zeros(D, D, dtype=torch.float64)
+    W_K[p0:D - 2, p0 + 1:D - 1] = torch.eye(T - 2, dtype=torch.float64)  # key at s answers position s − 1
+    W_K[D - 1, p0] = 1.0  # the query (position 2N) reads token 0, whose y-slot is 0
+    y_block = torch.zeros(D, D, dtype=torch.float64)
+    y_block[dx:p0, dx:p0] = torch.eye(dy, dtype=torch.float64)  # copy the y-slot only
+    return W_Q, W_K, y_block, y_block.clone()
+
+
+@exercise(part=PART, name="label_copy_weights", title="A copy layer that moves each label to its input",
+          difficulty="★★★", minutes=30,
+          hint="Make token t score β on key t + 1 through the one-hot positions and copy only the y-slot. The query "
+               "has no successor: without care it averages all keys and picks up their labels — send it to a token "
+               "whose y-slot is 0.",
+          solution=label_copy_weights, stub='''def label_copy_weights(dx, dy, n_context, beta):
+    """(W_Q, W_K, W_V, P), float64 (D, D), D = dx + dy + 2N + 1, of a softmax layer on standard tokens after which
+    every input token holds (x_i, y_i) — the reverse of the chapter's construction; the query must stay (x_q, 0)."""
+    # YOUR CODE HERE
+    raise NotImplementedError("label_copy_weights")
+''')
+def check_label_copy_weights(fn) -> None:
+    from ..models import StandardTokenLSA
+
+    for seed, (B, N, dx, dy), lr in ((21, (6, 5, 3, 1), 0.8), (22, (4, 7, 2, 1), 1.3)):
+        b = _batch(seed, B, N, dx, dy)
+        mats = fn(dx, dy, N, 40.0)
+        assert isinstance(mats, (tuple, list)) and len(mats) == 4, "return the four matrices (W_Q, W_K, W_V, P)"
+        D = dx + dy + 2 * N + 1
+        mats = [_expect(m, (D, D), name).to(torch.float64) for m, name in zip(mats, ("W_Q", "W_K", "W_V", "P"))]
+        copy = LinearSelfAttention.from_matrices(*mats, attention="softmax")
+        gd_layer = gt.constructed_copy_gd(dx, dy, N, lr, dtype=torch.float64).stack.layer(1)
+        model = StandardTokenLSA(LSAStack([copy, gd_layer]), dx, dy, N)
+        scores = gt.copy_scores(gt.copy_attention(model, b))
+        assert scores["x_reads_y"] > 0.999, (
+            f"input tokens should attend to their own label (mean weight {scores['x_reads_y']:.3f})")
+        with torch.no_grad():
+            got = gt.lsa_predict(model, b.tokens(), dx)
+        ref = solvers.predict(solvers.gd(b.x, b.y, lr), b.x_query)
+        assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), (
+            f"copy + GD layer differs from one GD step (max abs error {float((got - ref).abs().max()):.3g}); "
+            "does the query pick up labels?")
+
+
+# ---------------------------------------------------------------- 17. Proposition 2's layer
+def feature_gd_layer(features, n_context, lr):
+    D = features + 1  # tokens (m(x), y)
+    W_Q = torch.zeros(D, D, dtype=torch.float64)
+    W_Q[:features, :features] = torch.eye(features)  # keys and queries read the features
+    W_K = W_Q.clone()
+    W_V = torch.zeros(D, D, dtype=torch.float64)
+    W_V[features, features] = -1.0  # values carry −y
+    P = torch.zeros(D, D, dtype=torch.float64)
+    P[features, features] = lr / n_context  # η/N into the y-slot
+    return W_Q, W_K, W_V, P
+
+
+@exercise(part=PART, name="feature_gd_layer", title="The layer that does GD on learned features", difficulty="★☆☆",
+          minutes=10,
+          hint="Proposition 1 does not care what the inputs are: use its weights with the F features in place of x.",
+          solution=feature_gd_layer, stub='''def feature_gd_layer(features, n_context, lr):
+    """(W_Q, W_K, W_V, P), float64 (F+1, F+1), such that any feature map followed by this layer predicts like one
+    GD step from 0 (step size lr) on the feature map's output layer."""
+    # YOUR CODE HERE
+    raise NotImplementedError("feature_gd_layer")
+''')
+def check_feature_gd_layer(fn) -> None:
+    from ..models import FeatureLSA, FeatureMap
+
+    for seed, (F, N, lr) in ((23, (6, 10, 1.8)), (24, (3, 7, 0.6))):
+        gen = runtime.generator(seed)
+        fmap = FeatureMap(1, 12, F, generator=gen, dtype=torch.float64)
+        mats = fn(F, N, lr)
+        assert isinstance(mats, (tuple, list)) and len(mats) == 4, "return the four matrices (W_Q, W_K, W_V, P)"
+        mats = [_expect(m, (F + 1, F + 1), name).to(torch.float64) for m, name in zip(mats, ("W_Q", "W_K", "W_V", "P"))]
+        model = FeatureLSA(fmap, LSAStack([LinearSelfAttention.from_matrices(*mats)], n_context=N))
+        b = tasks.sample_sine_regression(5, N, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            got = gt.lsa_predict(model, b.tokens(), 1)
+            ref = gt.lsa_predict(gt.FeatureGD(fmap, lr=lr), b.tokens(), 1)
+        assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), (
+            f"the model differs from MLP + one GD step for F={F}, N={N}, lr={lr}")
+
+
+# ---------------------------------------------------------------- 18. how much does a layer copy?
+def pair_attention(attn):
+    n = attn.shape[1] // 2  # attn: (2N+1 tokens, 2N keys)
+    i = torch.arange(n)
+    return float(attn[2 * i + 1, 2 * i].mean()), float(attn[2 * i, 2 * i + 1].mean())  # y reads x, x reads y
+
+
+@exercise(part=PART, name="pair_attention", title="How much does a layer copy?", difficulty="★☆☆", minutes=10,
+          hint="Token 2i is x_{i+1} and token 2i+1 is y_{i+1}; the keys are the first 2N tokens.",
+          solution=pair_attention, stub='''def pair_attention(attn):
+    """From attention weights (2N+1, 2N) on the standard layout: the mean weight each target token puts on its own
+    input, and the mean weight each input token puts on its own target."""
+    # YOUR CODE HERE
+    raise NotImplementedError("pair_attention")
+''')
+def check_pair_attention(fn) -> None:
+    gen = runtime.generator(25)
+    attn = torch.softmax(torch.randn(11, 10, generator=gen, dtype=torch.float64) * 3, dim=-1)
+    got = fn(attn)
+    assert isinstance(got, (tuple, list)) and len(got) == 2, "return the two mean weights (y reads x, x reads y)"
+    ref = gt.copy_scores(attn)
+    assert abs(float(got[0]) - ref["y_reads_x"]) < 1e-12, "the target tokens' weight on their inputs is wrong"
+    assert abs(float(got[1]) - ref["x_reads_y"]) < 1e-12, "the input tokens' weight on their targets is wrong"
+    model = gt.constructed_copy_gd(3, 1, 5, 1.0, dtype=torch.float64)
+    b = _batch(26, 4, 5, 3, 1)
+    y_reads_x, _ = fn(gt.copy_attention(model, b))
+    assert abs(float(y_reads_x) - 1) < 1e-12, "the constructed copy layer should score 1 for targets reading inputs"
