@@ -153,20 +153,23 @@ def icl_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -
     return metrics.half_squared_error(lsa_predict(model, tokens, dx), y_query)
 
 
-def token_stream(batch_size: int, n_context: int, dx: int, dy: int = 1, *, seed: int = 0, **task_kw):
-    """``step -> (tokens, y_query)``: fresh tasks for every training step from one seeded generator."""
-    gen = runtime.generator(seed)
+def token_stream(batch_size: int, n_context: int, dx: int, dy: int = 1, *, seed: int = 0,
+                 device: str | torch.device | None = None, **task_kw):
+    """``step -> (tokens, y_query)``: fresh tasks for every training step from one seeded generator (on ``device``)."""
+    gen = runtime.generator(seed, device)
 
     def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        b = tasks.sample_linear_regression(batch_size, n_context, dx, dy, generator=gen, **task_kw)
+        b = tasks.sample_linear_regression(batch_size, n_context, dx, dy, generator=gen, device=device, **task_kw)
         return b.tokens(), b.y_query
 
     return batches
 
 
-def eval_batch(n_tasks: int, n_context: int, dx: int, dy: int = 1, *, seed: int, **task_kw) -> tasks.RegressionBatch:
-    """A fixed evaluation set drawn from its own seed (never the training stream's)."""
-    return tasks.sample_linear_regression(n_tasks, n_context, dx, dy, generator=runtime.generator(seed), **task_kw)
+def eval_batch(n_tasks: int, n_context: int, dx: int, dy: int = 1, *, seed: int,
+               device: str | torch.device | None = None, **task_kw) -> tasks.RegressionBatch:
+    """A fixed evaluation set drawn from its own seed (never the training stream's), on ``device``."""
+    return tasks.sample_linear_regression(n_tasks, n_context, dx, dy, generator=runtime.generator(seed, device),
+                                          device=device, **task_kw)
 
 
 def gd_predict(batch: tasks.RegressionBatch, lr: float, steps: int = 1) -> torch.Tensor:
@@ -886,14 +889,8 @@ def train_standard_tokens(first: str = "softmax", *, seed: int = 0, scale: str =
     dx, dy, N = PAPER["dx"], PAPER["dy"], PAPER["n_context"]
     model = new_standard_model(first, seed=seed, init_scale=cfg["init_scale"])
     model = model.to(device) if device is not None else model
-    ev = tasks.sample_linear_regression(eval_size, N, dx, dy, generator=runtime.generator(seed + 2, device),
-                                        device=device)
-    gen = runtime.generator(seed + 1, device)
-
-    def batches(step: int):
-        b = tasks.sample_linear_regression(cfg["batch_size"], N, dx, dy, generator=gen, device=device)
-        return b.tokens(), b.y_query
-
+    ev = eval_batch(eval_size, N, dx, dy, seed=seed + 2, device=device)
+    batches = token_stream(cfg["batch_size"], N, dx, dy, seed=seed + 1, device=device)
     escape: list[int] = []
     stop = _escape_rule(escape, cfg["escape_loss"], cfg["after_escape"])
     hist = train.fit(model, icl_loss, batches, max_steps or cfg["max_steps"], lr=PAPER["lr"], betas=PAPER["betas"],
