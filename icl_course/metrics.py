@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 
 from . import _checks
@@ -22,6 +23,7 @@ __all__ = [
     "model_difference",
     "interpolate",
     "half_squared_error",
+    "relative_error",
 ]
 
 
@@ -86,3 +88,24 @@ def half_squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     """The course's loss convention: ``½ Σ_dims (ŷ − y)²``, averaged over the batch; ``(B, dy)`` inputs."""
     _pair("pred", pred, "target", target, "(B, dy)")
     return 0.5 * (pred - target).pow(2).sum(-1).mean()
+
+
+def relative_error(got: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, *, norm: str = "l2",
+                   dim: int | None = None) -> float:
+    """``‖got − ref‖ / ‖ref‖`` — how the course reports every identity and every agreement.
+
+    ``norm="l2"``: the Euclidean (Frobenius) norm over all entries; ``norm="max"``: the largest absolute entry. With
+    ``dim``, the norms run along that axis only and the largest per-slice ratio is returned (e.g. per training step
+    of a trajectory). Arrays are compared as given (no dtype promotion); shapes must match.
+    """
+    if norm not in ("l2", "max"):
+        raise ValueError(f"norm must be 'l2' or 'max', got {norm!r}")
+    a, b = (torch.from_numpy(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for v in (got, ref))
+    if a.shape != b.shape:
+        raise ValueError(f"got {tuple(a.shape)} and ref {tuple(b.shape)} must have the same shape")
+    if norm == "max":
+        num = (a - b).abs().amax(dim=dim) if dim is not None else (a - b).abs().max()
+        den = b.abs().amax(dim=dim) if dim is not None else b.abs().max()
+    else:
+        num, den = torch.linalg.vector_norm(a - b, dim=dim), torch.linalg.vector_norm(b, dim=dim)
+    return float((num / den).max())

@@ -18,6 +18,7 @@ import torch
 from nbclient import NotebookClient
 
 from ._provenance import code_hash
+from .parts import part_of_notebook
 
 DEFAULT_BUDGET_S = 120
 
@@ -56,7 +57,8 @@ def execute(path: Path, timeout: int = 600) -> dict:
     wall = time.perf_counter() - start
     meta = nb.metadata.setdefault("icl_course", {})
     meta.setdefault("budget_seconds", DEFAULT_BUDGET_S)
-    meta.update({"code_hash": code_hash(), "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1),
+    meta.update({"code_hash": code_hash(part_of_notebook(path).name), "cpu_seconds": round(cpu, 1),
+                 "wall_seconds": round(wall, 1),
                  "torch": torch.__version__.split("+")[0], "threads": 1})
     nbformat.write(nb, path)
     return meta

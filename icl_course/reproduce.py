@@ -31,12 +31,13 @@ class KnownGap:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claim:
-    """One claim of the book with its reference, tolerance, measurement and judgement.
+    """One claim of the book with its reference, tolerance, measurement and judgement (fields by keyword only).
 
     ``measure(ctx)`` returns the value; ``judge(value, ctx)`` says whether the target is reached;
-    ``score(value)`` is a badness (larger is worse) used to tell whether a known gap grew.
+    ``score(value)`` is a badness (larger is worse) used to tell whether a known gap grew. ``reference`` names the
+    real source of the reference value: the paper and its figure or appendix, the official code, or a closed form.
     """
 
     id: str
@@ -50,6 +51,11 @@ class Claim:
     score: Callable[[Any], float] | None = None
     exact: bool = False
     gap: KnownGap | None = None
+
+    @property
+    def part(self) -> str:
+        """The part whose claims module registered this claim (``icl_course.claims.<part>``)."""
+        return self.measure.__module__.rsplit(".", 1)[-1]
 
 
 @dataclass
@@ -132,21 +138,27 @@ def evaluate(claim_id: str, value: Any, *, seed: int = 0, quick: bool = False, s
 
 
 def run(ids: list[str] | None = None, *, seed: int = 0, quick: bool = False, scale: str = "cpu",
-        device: str | None = None) -> list[Row]:
-    """Measure and judge the registered claims (all, or ``ids``) in registration order.
+        device: str | None = None, parts: list[str] | None = None) -> list[Row]:
+    """Measure and judge the registered claims (all, or ``ids``, or those of ``parts``) in registration order.
 
     ``scale="paper"`` runs the experiments that have a paper-scale setting at the official sizes (see
     ``gd_transformer.SINE`` and ``STANDARD``) on ``device``; the others are unchanged.
     """
+    from .parts import PARTS
+    from .runtime import SCALES
+
     _load_claims()
     unknown = sorted(set(ids or []) - set(REGISTRY))
     if unknown:
         raise KeyError(f"unknown claim ids {unknown}; registered: {sorted(REGISTRY)}")
-    if scale not in ("cpu", "paper"):
-        raise ValueError(f"scale must be 'cpu' or 'paper', got {scale!r}")
+    unknown_parts = sorted(set(parts or []) - {p.name for p in PARTS})
+    if unknown_parts:
+        raise KeyError(f"unknown parts {unknown_parts}; parts: {[p.name for p in PARTS]}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     ctx, rows = Context(seed=seed, quick=quick, scale=scale, device=device), []
     for claim in REGISTRY.values():
-        if ids and claim.id not in ids:
+        if (ids and claim.id not in ids) or (parts and claim.part not in parts):
             continue
         start = time.perf_counter()
         value = claim.measure(ctx)
@@ -171,18 +183,29 @@ def verdicts(rows: list[Row]) -> str:
 
 
 def _load_claims() -> None:
-    if not REGISTRY:
-        from .claims import gd_transformer  # noqa: F401  (registers Part III claims)
+    """Import every part's claims module (each registers its claims once; a part may have none yet)."""
+    import importlib
+    import importlib.util
+
+    from .parts import PARTS
+
+    for part in PARTS:
+        if importlib.util.find_spec(f"{__package__}.claims.{part.name}") is not None:
+            importlib.import_module(f"{__package__}.claims.{part.name}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: ``python -m icl_course reproduce …``."""
     import argparse
 
+    from .parts import PARTS
+
     p = argparse.ArgumentParser(prog="python -m icl_course reproduce", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller evaluation sets, tolerances widened to match")
     p.add_argument("--seed", type=int, default=0, help="seed of every trained model and data set (default 0)")
     p.add_argument("--only", action="append", metavar="ID", help="run only this claim id (repeatable)")
+    p.add_argument("--part", action="append", choices=[part.name for part in PARTS],
+                   help="run only this part's claims (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of the table")
     p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
                    help="'paper': official sizes for the experiments that have them (meant for a GPU)")
@@ -192,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = runtime.setup(seed=args.seed, device=args.device)
     device = None if dev.type == "cpu" else str(dev)
-    rows = run(args.only, seed=args.seed, quick=args.quick, scale=args.scale, device=device)
+    rows = run(args.only, seed=args.seed, quick=args.quick, scale=args.scale, device=device, parts=args.part)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False))
     else:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["setup", "seed_everything", "generator", "device", "cache_dir", "DEFAULT_THREADS"]
+__all__ = ["setup", "seed_everything", "generator", "device", "cache_dir", "DEFAULT_THREADS", "Scales", "SCALES"]
 
 DEFAULT_THREADS = 1
 _STATE: dict[str, object] = {"device": torch.device("cpu"), "seed": None}
@@ -92,3 +94,23 @@ def cache_dir() -> Path:
         path = repo / ".cache" if (repo / "pyproject.toml").exists() else Path.home() / ".cache" / "icl_course"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+SCALES = ("cpu", "paper")
+"""The two sizes of every experiment that has a paper-scale setting: the book's CPU size and the official one."""
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Scales(Generic[S]):
+    """An experiment's settings at the two scales: ``cpu`` (what the book runs) and ``paper`` (the official sizes,
+    meant for a GPU). ``pick(scale)`` returns one and names the choices when ``scale`` is unknown."""
+
+    cpu: S
+    paper: S
+
+    def pick(self, scale: str) -> S:
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+        return getattr(self, scale)

@@ -11,10 +11,11 @@ from typing import NamedTuple
 
 import torch
 
-from . import _checks
+from . import _checks, runtime
 
 __all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix",
-           "sample_sine_regression", "sine_basis", "standard_tokens"]
+           "sample_sine_regression", "sine_basis", "standard_tokens", "regression_stream", "regression_eval_set",
+           "sine_stream", "sine_eval_set"]
 
 
 class RegressionBatch(NamedTuple):
@@ -267,3 +268,45 @@ def standard_tokens(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> 
     out[:, -1, :dx] = x_query
     out[:, :, D:] = torch.eye(T, dtype=E.dtype, device=E.device)
     return out
+
+
+# ---------------------------------------------------------------- training streams and fixed evaluation sets
+# Every trained model of the course draws its training tasks from a stream (fresh tasks at every step, one seeded
+# generator) and is scored on a fixed evaluation set drawn from a seed of its own, never the stream's.
+
+
+def _stream(sample, batch_size: int, n_context: int, seed: int, device, **kw):
+    gen = runtime.generator(seed, device)
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = sample(batch_size, n_context, generator=gen, device=device, **kw)
+        return b.tokens(), b.y_query
+
+    return batches
+
+
+def regression_stream(batch_size: int, n_context: int, dx: int, dy: int = 1, *, seed: int = 0,
+                      device: str | torch.device | None = None, **task_kw):
+    """``step -> (tokens, y_query)``: fresh :func:`sample_linear_regression` tasks at every step, from one seeded
+    generator on ``device``; ``task_kw`` go to the sampler (e.g. ``input_range``)."""
+    return _stream(sample_linear_regression, batch_size, n_context, seed, device, dx=dx, dy=dy, **task_kw)
+
+
+def regression_eval_set(n_tasks: int, n_context: int, dx: int, dy: int = 1, *, seed: int,
+                        device: str | torch.device | None = None, **task_kw) -> RegressionBatch:
+    """A fixed evaluation set of :func:`sample_linear_regression` tasks drawn from its own ``seed``."""
+    return sample_linear_regression(n_tasks, n_context, dx, dy, generator=runtime.generator(seed, device),
+                                    device=device, **task_kw)
+
+
+def sine_stream(batch_size: int, n_context: int, *, seed: int, tied: bool = False,
+                device: str | torch.device | None = None, **task_kw):
+    """``step -> (tokens, y_query)``: fresh :func:`sample_sine_regression` tasks at every step."""
+    return _stream(sample_sine_regression, batch_size, n_context, seed, device, tied=tied, **task_kw)
+
+
+def sine_eval_set(n_tasks: int, n_context: int = 10, *, seed: int, tied: bool = False,
+                  device: str | torch.device | None = None, **task_kw) -> RegressionBatch:
+    """A fixed evaluation set of :func:`sample_sine_regression` tasks drawn from its own ``seed``."""
+    return sample_sine_regression(n_tasks, n_context, tied=tied, generator=runtime.generator(seed, device),
+                                  device=device, **task_kw)

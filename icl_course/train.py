@@ -16,7 +16,7 @@ from torch import nn
 
 from . import _checks
 
-__all__ = ["History", "fit", "clip_global_norm_", "progress_default"]
+__all__ = ["History", "fit", "clip_global_norm_", "progress_default", "Escape", "TrainedRun", "train_run"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -175,3 +175,54 @@ def _evaluate(model, loss_fn, eval_batch, callbacks, hist: History, step: int) -
             hist.eval_loss.append(float(loss_fn(model, eval_batch)))
     for name, fn in (callbacks or {}).items():
         hist.extras[name].append(fn(model))
+
+
+@dataclass(frozen=True)
+class Escape:
+    """The escape-then-continue stopping rule: training can sit on a plateau near the zero predictor for a
+    seed-dependent number of steps; the *escape* is the first evaluation below ``loss``, and training stops
+    ``then`` steps after it (the step cap still applies)."""
+
+    loss: float
+    then: int
+
+    def __post_init__(self) -> None:
+        _checks.positive_float("Escape.loss", self.loss, allow_zero=True)
+        _checks.positive_int("Escape.then", self.then)
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with its history, the evaluation set it was tracked on, and its escape step (``None`` when
+    trained without :class:`Escape`, or when it never escaped)."""
+
+    model: nn.Module
+    history: History
+    eval_set: Any
+    escape: int | None = None
+
+    @property
+    def layer(self) -> nn.Module:
+        """The first attention layer of a layer stack (``model.layer(0)``)."""
+        return self.model.layer(0)  # type: ignore[operator]
+
+
+def train_run(model: nn.Module, loss_fn: LossFn, batches: Callable[[int], Any] | Sequence[Any], steps: int, *,
+              eval_set: Any, eval_batch: Any, escape: Escape | None = None, **fit_kw) -> TrainedRun:
+    """The course's one training recipe: :func:`fit` tracked on a fixed evaluation set, optionally stopped by an
+    :class:`Escape` rule; returns the :class:`TrainedRun`.
+
+    ``eval_set`` is the record kept with the run (e.g. a ``RegressionBatch``), ``eval_batch`` the same tasks in the
+    form ``loss_fn`` takes; ``fit_kw`` go to :func:`fit` (``stop`` is set by ``escape``).
+    """
+    if escape is not None and not isinstance(escape, Escape):
+        raise TypeError(f"escape must be a train.Escape or None, got {type(escape).__name__}")
+    seen: list[int] = []
+
+    def stop(h: History) -> bool:
+        if not seen and h.eval_loss[-1] < escape.loss:  # type: ignore[union-attr]
+            seen.append(h.eval_step[-1])
+        return bool(seen) and h.steps >= seen[0] + escape.then  # type: ignore[union-attr]
+
+    hist = fit(model, loss_fn, batches, steps, eval_batch=eval_batch, stop=stop if escape else None, **fit_kw)
+    return TrainedRun(model, hist, eval_set, seen[0] if seen else None)

@@ -1,4 +1,4 @@
-"""Kernel CPU-time budget of each notebook under strict nbval (DESIGN §5, §7).
+"""Kernel CPU-time budget of each notebook under strict nbval (each notebook declares its budget in its metadata).
 
 After a notebook's last cell, and before nbval shuts its kernel down, the kernel's CPU time is read; the
 notebook fails if it exceeds 1.5× the budget declared in its metadata (``metadata.icl_course.budget_seconds``),

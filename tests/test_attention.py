@@ -9,13 +9,7 @@ from hypothesis import strategies as st
 
 from icl_course import runtime
 from icl_course.attention import causal_mask, linear_attention, softmax_attention
-
-SEED = st.integers(0, 2**31 - 1)
-F64 = torch.float64
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
+from tests.helpers import F64, SEED, rel
 
 
 def qkv(lead, Tq, Tk, dk, dv, seed, dtype=F64):

@@ -14,13 +14,7 @@ from icl_course.metrics import (
     prediction_difference,
     sensitivities,
 )
-
-SEED = st.integers(0, 2**31 - 1)
-F64 = torch.float64
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
+from tests.helpers import F64, SEED, rel
 
 
 @given(B=st.integers(1, 4), dx=st.integers(1, 8), dy=st.integers(1, 3), seed=SEED)

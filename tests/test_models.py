@@ -9,14 +9,11 @@ from hypothesis import strategies as st
 
 from icl_course import runtime
 from icl_course.models import OFFICIAL_INIT_SCALE, LinearSelfAttention, LSAStack
+from tests.helpers import F64, SEED, rel
 
-SEED = st.integers(0, 2**31 - 1)
-F64 = torch.float64
 NAMES = ("W_Q", "W_K", "W_V", "P")
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
 
 
 def random_mats(D, seed, dtype=F64, scale=0.5):

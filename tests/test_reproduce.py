@@ -19,7 +19,8 @@ KEYS = {"id", "chapter", "claim", "reference", "value", "tolerance", "status", "
 
 
 def _claim(gap=None, exact=False, cid="T1"):
-    return Claim(cid, "test", "a value below 1", "1", "< 1", measure=lambda ctx: 0.5,
+    return Claim(id=cid, chapter="test", claim="a value below 1", reference="1", tolerance="< 1",
+                 measure=lambda ctx: 0.5,
                  judge=lambda v, ctx: v < 1, show=str, score=lambda v: v, exact=exact, gap=gap)
 
 
@@ -105,3 +106,26 @@ def test_command_line_quick_seed_1():
     assert all(r["seed"] == 1 and r["quick"] for r in rows)
     failed = [(r["id"], r["value"], r["reason"]) for r in rows if r["status"] == "FAIL"]
     assert not failed and out.returncode == 0, failed
+
+
+def test_claim_fields_go_by_keyword():
+    with pytest.raises(TypeError):
+        Claim("T9", "test", "c", "1", "< 1", lambda ctx: 0.5, lambda v, ctx: True, str)  # type: ignore[misc]
+
+
+def test_every_claim_knows_its_part_and_cites_a_real_source():
+    from icl_course.parts import PARTS
+
+    reproduce._load_claims()
+    names = {p.name for p in PARTS}
+    for claim in reproduce.REGISTRY.values():
+        assert claim.part in names, (claim.id, claim.part)
+        for text in (claim.reference, claim.claim, claim.tolerance):
+            assert "TARGETS" not in text and "DESIGN" not in text, f"{claim.id}: the book must stand on its own"
+
+
+def test_run_selects_claims_by_part(registry):
+    rows = reproduce.run(["E1", "E8a"], parts=["gd_transformer"])
+    assert [r.id for r in rows] == ["E1", "E8a"]
+    with pytest.raises(KeyError, match="unknown parts"):
+        reproduce.run(["E1"], parts=["no_such_part"])

@@ -19,17 +19,14 @@ from icl_course.solvers import (
     ridge,
 )
 from icl_course.tasks import sample_linear_regression
+from tests.helpers import F64, SEED, rel
 
 B_ = st.integers(1, 4)
 N_ = st.integers(1, 12)
 DX = st.integers(1, 8)
 DY = st.integers(1, 3)
-SEED = st.integers(0, 2**31 - 1)
-F64 = torch.float64
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
 
 
 def data(B, N, dx, dy, seed, **kw):

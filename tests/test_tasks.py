@@ -9,16 +9,14 @@ from hypothesis import strategies as st
 
 from icl_course import runtime, tasks
 from icl_course.tasks import input_moments, make_tokens, sample_linear_regression
+from tests.helpers import SEED, rel
 
 B_ = st.integers(1, 4)
 N_ = st.integers(1, 12)
 DX = st.integers(1, 8)
 DY = st.integers(1, 3)
-SEED = st.integers(0, 2**31 - 1)
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,3 +222,26 @@ def test_make_tokens_bad_types():
         make_tokens(x, y.numpy(), xq)
     with pytest.raises(TypeError, match="x_query"):
         make_tokens(x, y, xq.long())
+
+
+def test_regression_stream_and_eval_set():
+    stream = tasks.regression_stream(4, 5, 3, seed=7)
+    t0, y0 = stream(0)
+    t1, _ = stream(1)
+    assert t0.shape == (4, 6, 4) and y0.shape == (4, 1)
+    assert not torch.equal(t0, t1)  # fresh tasks every step
+    t0_again, _ = tasks.regression_stream(4, 5, 3, seed=7)(0)
+    assert torch.equal(t0, t0_again)
+    ev = tasks.regression_eval_set(8, 5, 3, seed=7)
+    assert ev.x.shape == (8, 5, 3)
+    assert torch.equal(ev.x, tasks.regression_eval_set(8, 5, 3, seed=7).x)
+
+
+def test_sine_stream_and_eval_set():
+    stream = tasks.sine_stream(4, 5, seed=3, tied=True)
+    t0, y0 = stream(0)
+    assert t0.shape == (4, 6, 2) and y0.shape == (4, 1)
+    assert not torch.equal(t0, stream(1)[0])
+    ev = tasks.sine_eval_set(8, 5, seed=3)
+    assert torch.equal(ev.x, tasks.sine_eval_set(8, 5, seed=3).x)
+    assert not torch.equal(ev.x, tasks.sine_eval_set(8, 5, seed=4).x)

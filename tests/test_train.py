@@ -10,8 +10,7 @@ from torch import nn
 
 from icl_course import runtime
 from icl_course.train import History, clip_global_norm_, fit
-
-F64 = torch.float64
+from tests.helpers import F64
 
 
 def params_with_grads(grads):

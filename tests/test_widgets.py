@@ -9,8 +9,7 @@ matplotlib.use("Agg")
 import ipywidgets as W  # noqa: E402
 import pytest  # noqa: E402
 
-from icl_course import gd_transformer as gt  # noqa: E402
-from icl_course import widgets  # noqa: E402
+from icl_course import tasks, widgets  # noqa: E402
 
 
 @pytest.mark.parametrize("make", [
@@ -18,7 +17,7 @@ from icl_course import widgets  # noqa: E402
     lambda b: widgets.gamma_explorer(b, 19.0, 0.2, n_layers=3),
 ])
 def test_explorer_builds_and_redraws(make):
-    batch = gt.eval_batch(64, 10, 10, seed=0)
+    batch = tasks.regression_eval_set(64, 10, 10, seed=0)
     box = make(batch)
     assert isinstance(box, W.VBox)
     slider, image = box.children

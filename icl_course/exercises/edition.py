@@ -65,11 +65,16 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def write_student_edition(book: Path, outdir: Path) -> list[Path]:
-    """Write the student edition of every notebook under ``book`` to ``outdir`` (same relative paths)."""
+    """Write the student edition of every chapter notebook under ``book`` to ``outdir`` (same relative paths).
+
+    Every notebook must belong to a part of :data:`icl_course.parts.PARTS` (``part<N>_`` prefix).
+    """
     from ..notebooks import notebook_paths
+    from ..parts import part_of_notebook
 
     written = []
     for path in notebook_paths(book):
+        part_of_notebook(path)  # raises for a notebook outside every part
         target = Path(outdir) / path.relative_to(book)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(student_notebook(nbformat.read(path, as_version=4)), target)

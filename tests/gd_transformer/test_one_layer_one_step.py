@@ -8,29 +8,17 @@ from hypothesis import strategies as st
 from icl_course import gd_transformer as gt
 from icl_course import runtime, solvers, tasks
 from icl_course.models import LinearSelfAttention, LSAStack
+from tests.helpers import CUDA, F64, SEED, batch, gd_pred, rel, stable_lr
 
-SEED = st.integers(0, 2**31 - 1)
-F64 = torch.float64
 NAMES = ("W_Q", "W_K", "W_V", "P")
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-300))
 
 
-def batch(B, N, dx, dy, seed):
-    return tasks.sample_linear_regression(B, N, dx, dy, generator=runtime.generator(seed), dtype=F64,
-                                          input_range=2.0)
 
 
-def stable_lr(b, frac):
-    """A step size ``frac · 2/λ_max`` (λ_max over the batch's Σ̂), so GD does not diverge."""
-    lam_max = float(torch.linalg.eigvalsh(b.x.transpose(1, 2) @ b.x / b.x.shape[1]).max())
-    return frac * 2.0 / lam_max
 
 
-def gd_pred(b, lr, K):
-    return (solvers.gd(b.x, b.y, lr, steps=K) @ b.x_query[..., None])[..., 0]
 
 
 SHAPES = {"B": st.integers(1, 4), "N": st.integers(1, 12), "dx": st.integers(1, 8), "dy": st.integers(1, 3),
@@ -46,7 +34,7 @@ def test_constructed_lsa_equals_gd(B, N, dx, dy, seed, K, frac):
     with torch.no_grad():
         E_out = model(b.tokens())
         pred = gt.readout(E_out, dx)
-        fast = gt.lsa_predict(model, b.tokens(), dx)
+        fast = gt.predict(model, b.tokens(), dx)
     ref = gd_pred(b, lr, K)
     assert pred.shape == (B, dy) and pred.dtype == F64
     assert rel(pred, ref) < 1e-10
@@ -64,7 +52,7 @@ def test_constructed_lsa_per_layer_lr(B, N, dx, dy, seed, fracs):
     ref = (solvers.gd(b.x, b.y, lrs, steps=len(lrs)) @ b.x_query[..., None])[..., 0]
     assert rel(pred, ref) < 1e-10
     for k, layer in enumerate(model.layers):
-        assert gt.effective_lr(layer, dx) == pytest.approx(lrs[k] / N, rel=1e-14)
+        assert gt.effective_lr_over_n(layer, dx) == pytest.approx(lrs[k] / N, rel=1e-14)
 
 
 @given(**SHAPES, K=st.integers(1, 5), frac=st.floats(0.05, 0.95))
@@ -132,7 +120,7 @@ def test_constructed_weight_products_and_effective_lr():
     y_block[dx:, dx:] = torch.eye(dy, dtype=F64)
     assert torch.equal(kq, x_block)
     torch.testing.assert_close(pv, -(lr / N) * y_block, rtol=1e-15, atol=0)
-    assert gt.effective_lr(layer, dx) == pytest.approx(lr / N, rel=1e-14)
+    assert gt.effective_lr_over_n(layer, dx) == pytest.approx(lr / N, rel=1e-14)
     assert not layer.include_query
 
 
@@ -178,7 +166,7 @@ def test_gauge_matched_constructed(B, N, dx, dy, seed, c, frac):
     assert rel(p_trained, p_constructed) < 1e-9
     kq, _ = gt.weight_products(matched)
     assert float(torch.diagonal(kq[:dx, :dx]).mean()) == pytest.approx(c, rel=1e-12)  # in the trained gauge
-    assert gt.effective_lr(matched, dx) == pytest.approx(lr / N, rel=1e-12)
+    assert gt.effective_lr_over_n(matched, dx) == pytest.approx(lr / N, rel=1e-12)
     # in the same gauge the products agree entry by entry, so interpolation is meaningful
     for p, q in zip(gt.weight_products(matched), gt.weight_products(trained)):
         assert rel(p, q) < 1e-9
@@ -225,19 +213,6 @@ def test_icl_loss_of_constructed_equals_gd_loss():
     assert float(loss) == pytest.approx(float(ref), rel=1e-10)
 
 
-def test_token_stream_and_eval_batch():
-    stream = gt.token_stream(4, 5, 3, seed=7)
-    t0, y0 = stream(0)
-    t1, _ = stream(1)
-    assert t0.shape == (4, 6, 4) and y0.shape == (4, 1)
-    assert not torch.equal(t0, t1)  # fresh tasks every step
-    t0_again, _ = gt.token_stream(4, 5, 3, seed=7)(0)
-    assert torch.equal(t0, t0_again)
-    ev = gt.eval_batch(8, 5, 3, seed=7)
-    assert ev.x.shape == (8, 5, 3)
-    assert torch.equal(ev.x, gt.eval_batch(8, 5, 3, seed=7).x)
-
-
 def test_proposition1_errors():
     errs = gt.proposition1_errors()
     assert sorted(errs) == [1, 2, 3, 4, 5]
@@ -256,7 +231,6 @@ def test_optimal_lr_monte_carlo():
     assert abs(eta - 200 / 33) < 4 * se
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @CUDA
@@ -264,7 +238,7 @@ def test_constructed_lsa_runs_on_cuda_tokens():
     b = batch(4, 6, 3, 2, 0)
     model = gt.constructed_lsa(3, 2, 6, 0.3, n_layers=3, dtype=F64).cuda()
     with torch.no_grad():
-        pred = gt.lsa_predict(model, b.tokens().cuda(), 3)
+        pred = gt.predict(model, b.tokens().cuda(), 3)
     assert pred.device.type == "cuda"
     assert rel(pred.cpu(), gd_pred(b, 0.3, 3)) < 1e-10
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from icl_course import gd_transformer as gt
 from icl_course import runtime, solvers, tasks
-
-F64 = torch.float64
+from icl_course.models import LSAStack
+from tests.helpers import F64
 
 
 def _batch(B, N, dx, dy, seed):
@@ -65,14 +65,14 @@ def test_effective_gamma_and_lr_of_the_construction():
     model = gt.constructed_gdpp(10, 1, 10, 12.0, 0.15, 3)
     for layer in model.layers:
         assert gt.effective_gamma(layer, 10) == pytest.approx(0.15, rel=1e-6)
-        assert gt.effective_lr(layer, 10) == pytest.approx(1.2, rel=1e-6)
+        assert gt.effective_lr_over_n(layer, 10) == pytest.approx(1.2, rel=1e-6)
     assert gt.effective_gamma(gt.constructed_lsa(10, 1, 10, 6.0).layer(0), 10) == 0.0
 
 
 def test_gd_scalars_model_is_the_solver_and_differentiable():
     b = _batch(6, 10, 10, 1, 0)
     model = gt.GDScalars(10, 3, lr=5.0, gamma=0.125).double()  # exactly representable in float32
-    pred = gt.lsa_predict(model, b.tokens(), 10)
+    pred = gt.predict(model, b.tokens(), 10)
     assert _rel(pred, solvers.gd_plus_plus(b.x, b.y, b.x_query, 5.0, 0.125, 3)) < 1e-12
     gt.icl_loss(model, (b.tokens(), b.y_query)).backward()
     assert model.lr.grad is not None and model.gamma.grad is not None
@@ -83,7 +83,7 @@ def test_gd_scalars_model_is_the_solver_and_differentiable():
 
 
 def test_fitting_the_scalars_beats_the_initial_step_size():
-    ev = gt.eval_batch(2000, 10, 10, seed=5)
+    ev = tasks.regression_eval_set(2000, 10, 10, seed=5)
     fitted = gt.fit_gd_scalars(2, plus_plus=True, steps=150, progress=False)
     init = gt.GDScalars(10, 2, lr=solvers.optimal_gd_lr(10, 10), gamma=0.0)
     with torch.no_grad():
@@ -95,7 +95,7 @@ def test_fitting_the_scalars_beats_the_initial_step_size():
 def test_depth_sweep_of_a_shared_constructed_stack():
     b = _batch(200, 10, 10, 1, 1)
     layer = gt.constructed_lsa(10, 1, 10, 3.0, dtype=F64).layer(0)
-    shared = gt.LSAStack([layer], shared=True, n_layers=1, n_context=10)
+    shared = LSAStack([layer], shared=True, n_layers=1, n_context=10)
     losses = gt.depth_sweep(shared, b, [1, 2, 3])
     for k, loss in zip([1, 2, 3], losses):
         ref = solvers.predict(solvers.gd(b.x, b.y, 3.0, k), b.x_query)

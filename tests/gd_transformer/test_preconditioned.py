@@ -7,8 +7,7 @@ import torch
 
 from icl_course import gd_transformer as gt
 from icl_course import runtime, solvers, tasks
-
-F64 = torch.float64
+from tests.helpers import F64
 
 
 def _population_loss(G, cov, n):

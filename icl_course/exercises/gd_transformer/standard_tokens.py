@@ -1,0 +1,117 @@
+"""Exercises of Part III, chapter "Standard tokens: copy, then descend".
+
+Each reference solution below is the exact code the chapter shows in its solution block (a test keeps them
+identical); each stub is what the student edition shows instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ... import gd_transformer as gt
+from ... import runtime, solvers, tasks
+from ...models import LinearSelfAttention, LSAStack
+from .. import exercise
+from ._common import PART, _batch, _expect
+
+
+# ---------------------------------------------------------------- 15. the standard token layout
+def to_standard_tokens(x, y, x_query):
+    B, N, dx = x.shape
+    dy, T = y.shape[2], 2 * N + 1
+    out = torch.zeros(B, T, dx + dy + T, dtype=x.dtype)
+    out[:, 0:2 * N:2, :dx] = x  # input tokens (x_i, 0, p)
+    out[:, 1:2 * N:2, dx:dx + dy] = y  # target tokens (0, y_i, p)
+    out[:, -1, :dx] = x_query  # the query (x_q, 0, p) comes last
+    out[:, :, dx + dy:] = torch.eye(T, dtype=x.dtype)  # one-hot positions
+    return out
+
+
+@exercise(part=PART, name="to_standard_tokens", title="Inputs and targets in separate tokens", difficulty="★☆☆",
+          minutes=10,
+          hint="Token 2i is (x_{i+1}, 0, e_{2i}), token 2i+1 is (0, y_{i+1}, e_{2i+1}), the last is (x_q, 0, e_{2N}).",
+          solution=to_standard_tokens, stub='''def to_standard_tokens(x, y, x_query):
+    """The sequence x_1, y_1, …, x_N, y_N, x_q as (B, 2N+1, dx+dy+2N+1) tokens with one-hot positions."""
+    # YOUR CODE HERE
+    raise NotImplementedError("to_standard_tokens")
+''')
+def check_to_standard_tokens(fn) -> None:
+    b = _batch(20, 3, 5, 2, 2)
+    got = _expect(fn(b.x, b.y, b.x_query), (3, 11, 15), "to_standard_tokens(x, y, x_query)")
+    ref = tasks.standard_tokens(b.x, b.y, b.x_query)
+    assert torch.allclose(got, ref), "the layout differs: check the order x_1, y_1, …, x_N, y_N, x_q and the slots"
+
+
+# ---------------------------------------------------------------- 16. the copy layer, the other way round
+def label_copy_weights(dx, dy, n_context, beta):
+    T = 2 * n_context + 1
+    D, p0 = dx + dy + T, dx + dy
+    W_Q = torch.zeros(D, D, dtype=torch.float64)
+    W_Q[p0:, p0:] = beta * torch.eye(T, dtype=torch.float64)  # the query side: β × own position
+    W_K = torch.zeros(D, D, dtype=torch.float64)
+    W_K[p0:D - 2, p0 + 1:D - 1] = torch.eye(T - 2, dtype=torch.float64)  # key at s answers position s − 1
+    W_K[D - 1, p0] = 1.0  # the query (position 2N) reads token 0, whose y-slot is 0
+    y_block = torch.zeros(D, D, dtype=torch.float64)
+    y_block[dx:p0, dx:p0] = torch.eye(dy, dtype=torch.float64)  # copy the y-slot only
+    return W_Q, W_K, y_block, y_block.clone()
+
+
+@exercise(part=PART, name="label_copy_weights", title="A copy layer that moves each label to its input",
+          difficulty="★★★", minutes=30,
+          hint="Make token t score β on key t + 1 through the one-hot positions and copy only the y-slot. The query "
+               "has no successor: without care it averages all keys and picks up their labels — send it to a token "
+               "whose y-slot is 0.",
+          solution=label_copy_weights, stub='''def label_copy_weights(dx, dy, n_context, beta):
+    """(W_Q, W_K, W_V, P), float64 (D, D), D = dx + dy + 2N + 1, of a softmax layer on standard tokens after which
+    every input token holds (x_i, y_i) — the reverse of the chapter's construction; the query must stay (x_q, 0)."""
+    # YOUR CODE HERE
+    raise NotImplementedError("label_copy_weights")
+''')
+def check_label_copy_weights(fn) -> None:
+    from ...models import StandardTokenLSA
+
+    for seed, (B, N, dx, dy), lr in ((21, (6, 5, 3, 1), 0.8), (22, (4, 7, 2, 1), 1.3)):
+        b = _batch(seed, B, N, dx, dy)
+        mats = fn(dx, dy, N, 40.0)
+        assert isinstance(mats, (tuple, list)) and len(mats) == 4, "return the four matrices (W_Q, W_K, W_V, P)"
+        D = dx + dy + 2 * N + 1
+        mats = [_expect(m, (D, D), name).to(torch.float64) for m, name in zip(mats, ("W_Q", "W_K", "W_V", "P"))]
+        copy = LinearSelfAttention.from_matrices(*mats, attention="softmax")
+        gd_layer = gt.constructed_copy_gd(dx, dy, N, lr, dtype=torch.float64).stack.layer(1)
+        model = StandardTokenLSA(LSAStack([copy, gd_layer]), dx, dy, N)
+        scores = gt.copy_scores(gt.copy_attention(model, b))
+        assert scores["x_reads_y"] > 0.999, (
+            f"input tokens should attend to their own label (mean weight {scores['x_reads_y']:.3f})")
+        with torch.no_grad():
+            got = gt.predict(model, b.tokens(), dx)
+        ref = solvers.predict(solvers.gd(b.x, b.y, lr), b.x_query)
+        assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), (
+            f"copy + GD layer differs from one GD step (max abs error {float((got - ref).abs().max()):.3g}); "
+            "does the query pick up labels?")
+# ---------------------------------------------------------------- 18. how much does a layer copy?
+def pair_attention(attn):
+    n = attn.shape[1] // 2  # attn: (2N+1 tokens, 2N keys)
+    i = torch.arange(n)
+    return float(attn[2 * i + 1, 2 * i].mean()), float(attn[2 * i, 2 * i + 1].mean())  # y reads x, x reads y
+
+
+@exercise(part=PART, name="pair_attention", title="How much does a layer copy?", difficulty="★☆☆", minutes=10,
+          hint="Token 2i is x_{i+1} and token 2i+1 is y_{i+1}; the keys are the first 2N tokens.",
+          solution=pair_attention, stub='''def pair_attention(attn):
+    """From attention weights (2N+1, 2N) on the standard layout: the mean weight each target token puts on its own
+    input, and the mean weight each input token puts on its own target."""
+    # YOUR CODE HERE
+    raise NotImplementedError("pair_attention")
+''')
+def check_pair_attention(fn) -> None:
+    gen = runtime.generator(25)
+    attn = torch.softmax(torch.randn(11, 10, generator=gen, dtype=torch.float64) * 3, dim=-1)
+    got = fn(attn)
+    assert isinstance(got, (tuple, list)) and len(got) == 2, "return the two mean weights (y reads x, x reads y)"
+    ref = gt.copy_scores(attn)
+    assert abs(float(got[0]) - ref["y_reads_x"]) < 1e-12, "the target tokens' weight on their inputs is wrong"
+    assert abs(float(got[1]) - ref["x_reads_y"]) < 1e-12, "the input tokens' weight on their targets is wrong"
+    model = gt.constructed_copy_gd(3, 1, 5, 1.0, dtype=torch.float64)
+    b = _batch(26, 4, 5, 3, 1)
+    y_reads_x, _ = fn(gt.copy_attention(model, b))
+    assert abs(float(y_reads_x) - 1) < 1e-12, "the constructed copy layer should score 1 for targets reading inputs"

@@ -1,0 +1,128 @@
+"""Part III, chapter "Deeper layers learn GD++": curvature-corrected GD, learned by deeper and recurrent models.
+
+References
+----------
+von Oswald et al. (2022), Sec. 4 ("GD++"), Fig. 4 and Appendix A.10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .. import _checks, metrics, solvers, tasks, train
+from ..models import LinearSelfAttention, LSAStack
+from ..query import icl_loss, readout
+from ._common import PAPER, constructed_lsa, train_lsa, weight_products
+
+__all__ = ["constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars", "spectra", "RECURRENT_AFTER_ESCAPE",
+           "train_recurrent", "depth_sweep", "gd_vs_gdpp"]
+
+
+def constructed_gdpp(dx: int, dy: int, n_context: int, lr: float, gamma: float, n_layers: int = 1,
+                     dtype: torch.dtype = torch.float32) -> LSAStack:
+    """Hand-built GD++: ``n_layers`` layers, ``W_Kᵀ W_Q = [[I, 0], [0, 0]]``, ``P W_V = −[[γ I, 0], [0, (η/N) I]]``.
+
+    Each layer takes a GD step on the y-slots and maps every token's x to ``(I − γ XᵀX) x``; equals
+    :func:`solvers.gd_plus_plus`. ``gamma = 0`` gives :func:`constructed_lsa`.
+    """
+    gamma = _checks.positive_float("gamma", gamma, allow_zero=True)
+    model = constructed_lsa(dx, dy, n_context, lr, n_layers, dtype)
+    for layer in model.layers:
+        with torch.no_grad():
+            layer.W_V.weight[:dx, :dx] = torch.eye(dx, dtype=dtype)
+            layer.P.weight[:dx, :dx] = -gamma * torch.eye(dx, dtype=dtype)
+    return model
+
+
+def effective_gamma(layer: LinearSelfAttention, dx: int) -> float:
+    """The curvature correction a layer applies: ``γ_eff = −mean diag((P W_V)_xx) · mean diag((W_Kᵀ W_Q)_xx)``."""
+    kq, pv = weight_products(layer)
+    return float(-torch.diagonal(pv[:dx, :dx]).mean() * torch.diagonal(kq[:dx, :dx]).mean())
+
+
+class GDScalars(torch.nn.Module):
+    """K steps of GD (``fit_gamma=False``) or GD++ with one shared, learnable ``(η, γ)`` — a "model" whose only
+    parameters are the two scalars, trained on the meta-loss by :func:`train.fit` like any transformer.
+
+    ``forward(E, query_only=True)`` returns the query token ``(x_q, −ŷ)``, so :func:`icl_loss` applies.
+    """
+
+    def __init__(self, dx: int, n_layers: int, lr: float = 1.0, gamma: float = 0.0, fit_gamma: bool = True):
+        super().__init__()
+        self.dx, self.n_layers = _checks.positive_int("dx", dx), _checks.positive_int("n_layers", n_layers)
+        self.lr = torch.nn.Parameter(torch.tensor(float(lr)))
+        self.gamma = torch.nn.Parameter(torch.tensor(float(gamma)), requires_grad=fit_gamma)
+
+    def forward(self, E: torch.Tensor, query_only: bool = True, n_layers: int | None = None) -> torch.Tensor:
+        if not query_only:
+            raise ValueError("GDScalars computes the query token only (query_only=True)")
+        dx = self.dx
+        x, y, xq = E[:, :-1, :dx], E[:, :-1, dx:], E[:, -1, :dx]  # (B, N, dx), (B, N, dy), (B, dx)
+        pred = solvers.gd_plus_plus(x, y, xq, self.lr, self.gamma, n_layers or self.n_layers)
+        return torch.cat([xq, -pred], dim=-1)[:, None]  # (B, 1, D)
+
+
+def fit_gd_scalars(n_layers: int, *, plus_plus: bool = True, seed: int = 0, steps: int = 500,
+                   batch_size: int = 1024, lr: float = 0.05, progress: bool | None = None) -> GDScalars:
+    """Fit the shared step size (and, for GD++, γ) of K-step GD by Adam on fresh tasks, as the paper does."""
+    eta0 = solvers.optimal_gd_lr(PAPER.dx, PAPER.n_context)  # start from the best single step
+    model = GDScalars(PAPER.dx, n_layers, lr=eta0, gamma=0.0, fit_gamma=plus_plus)
+    train.fit(model, icl_loss, tasks.regression_stream(batch_size, PAPER.n_context, PAPER.dx, seed=seed + 11), steps,
+              lr=lr, clip=None, progress=progress, desc=f"fit {'GD++' if plus_plus else 'GD'}-{n_layers}")
+    return model
+
+
+def spectra(x: torch.Tensor, gamma: float, n_layers: int) -> torch.Tensor:
+    """Sorted eigenvalues of the unnormalised ``XᵀX`` after 0..K curvature corrections: ``(K+1, B, dx)``."""
+    _checks.tensor("x", x, 3, "(B, N, dx)")
+    out = []
+    for _ in range(_checks.positive_int("n_layers", n_layers) + 1):
+        cov = x.transpose(1, 2) @ x  # (B, dx, dx)
+        out.append(torch.linalg.eigvalsh(cov))
+        x = x - gamma * (x @ cov)
+    return torch.stack(out)
+
+
+RECURRENT_AFTER_ESCAPE = 3000
+"""Steps trained after the escape from the plateau: enough for the slow drift from GD-3's loss to GD++-3's."""
+
+
+def train_recurrent(*, seed: int = 0, n_layers: int = 3, after_escape: int = RECURRENT_AFTER_ESCAPE,
+                    max_steps: int = 6000, escape_loss: float = 0.3, batch_size: int = 1024,
+                    eval_size: int = PAPER.eval_size, clip: float = 10.0,
+                    progress: bool | None = None) -> tuple[train.TrainedRun, int | None]:
+    """Train a weight-shared K-layer LSA until it escapes the initial plateau, then ``after_escape`` steps more.
+
+    The official settings for deeper models (batch 1,024, clip 10); evaluation every 50 steps. Returns the run
+    and its escape step (None if it never escaped within ``max_steps``).
+    """
+    run = train_lsa(seed=seed, steps=max_steps, n_layers=n_layers, shared=True, batch_size=batch_size,
+                    eval_size=eval_size, clip=clip, eval_every=50, after_escape=after_escape,
+                    escape_loss=escape_loss, progress=progress)
+    return run, run.escape
+
+
+def depth_sweep(model: torch.nn.Module, batch: tasks.RegressionBatch, depths: Sequence[int]) -> list[float]:
+    """Eval loss of a shared (recurrent) model applied ``depth`` times, for each depth."""
+    tokens, losses = batch.tokens(), []
+    for k in depths:
+        with torch.no_grad():
+            pred = readout(model(tokens, query_only=True, n_layers=k), batch.dx)
+        losses.append(float(metrics.half_squared_error(pred, batch.y_query)))
+    return losses
+
+
+def gd_vs_gdpp(depths: Sequence[int], batch: tasks.RegressionBatch, *, seed: int = 0,
+               progress: bool | None = None) -> dict[int, dict]:
+    """For each depth K: GD-K and GD++-K with fitted shared scalars, and their losses on ``batch``."""
+    out = {}
+    for K in depths:
+        row = {"gd_model": fit_gd_scalars(K, plus_plus=False, seed=seed, progress=progress),
+               "gdpp_model": fit_gd_scalars(K, plus_plus=True, seed=seed, progress=progress)}
+        with torch.no_grad():
+            for name in ("gd", "gdpp"):
+                row[name] = float(icl_loss(row[f"{name}_model"], (batch.tokens(), batch.y_query)))
+        out[K] = row
+    return out

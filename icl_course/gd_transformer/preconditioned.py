@@ -1,0 +1,79 @@
+"""Part III, chapter "Anisotropic inputs: one layer learns preconditioned GD".
+
+References
+----------
+Ahn et al. (2023), "Transformers learn to implement preconditioned gradient descent for in-context learning";
+Mahankali et al. (2023), "One step of gradient descent is provably the optimal in-context learner with one layer of
+linear self-attention".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _checks, metrics, runtime, solvers, tasks, train
+from ..models import LinearSelfAttention
+from ._common import PAPER, train_lsa, weight_products
+
+__all__ = ["effective_preconditioner", "preconditioner_monte_carlo", "anisotropic_setting", "preconditioner_losses",
+           "ANISOTROPIC_AFTER_ESCAPE", "train_anisotropic"]
+
+
+def effective_preconditioner(layer: LinearSelfAttention, dx: int, n_context: int) -> torch.Tensor:
+    """The preconditioner ``Γ_eff = −N · mean diag((P W_V)_yy) · (W_Kᵀ W_Q)_xx`` a layer applies (``(dx, dx)``).
+
+    The layer predicts ``ŷ = (1/N) Σ_i y_i x_iᵀ Γ_eff x_q`` when its other blocks vanish; for
+    Proposition 1's layer ``Γ_eff = η I``.
+    """
+    kq, pv = weight_products(layer)
+    return -n_context * torch.diagonal(pv[dx:, dx:]).mean() * kq[:dx, :dx]
+
+
+def preconditioner_monte_carlo(n_tasks: int = 200_000, *, seed: int = 0, chunk: int = 50_000,
+                               **task_kw) -> torch.Tensor:
+    """The best one-step preconditioner ``Γ`` for the task distribution, by least squares over random tasks.
+
+    ``ŷ = uᵀ Γ x_q`` with ``u = (1/N) Σ_i y_i x_i`` is linear in ``Γ``'s entries, so the optimum solves normal
+    equations accumulated over ``n_tasks`` tasks (float64, dy = 1). No distributional assumption is needed.
+    """
+    gen, gram, rhs = runtime.generator(seed), None, None
+    for start in range(0, _checks.positive_int("n_tasks", n_tasks), chunk):
+        b = tasks.sample_linear_regression(min(chunk, n_tasks - start), PAPER.n_context, PAPER.dx,
+                                           generator=gen, dtype=torch.float64, **task_kw)
+        u = (b.y.transpose(1, 2) @ b.x)[:, 0] / b.x.shape[1]  # (B, dx)
+        feats = (u[:, :, None] * b.x_query[:, None, :]).flatten(1)  # (B, dx*dx): entries u_a x_q,b
+        gram = feats.T @ feats if gram is None else gram + feats.T @ feats
+        rhs = feats.T @ b.y_query[:, 0] if rhs is None else rhs + feats.T @ b.y_query[:, 0]
+    dx = PAPER.dx
+    return torch.linalg.solve(gram, rhs).reshape(dx, dx)
+
+
+def anisotropic_setting(condition: float = 16.0, seed: int = 0) -> tuple[dict, torch.Tensor]:
+    """Gaussian inputs with covariance ``Σ = A Aᵀ / 12`` of the given condition number: ``(task_kw, Σ)``.
+
+    ``task_kw`` goes to :func:`train_lsa`, :func:`tasks.regression_eval_set` or :func:`tasks.sample_linear_regression`.
+    """
+    A = tasks.anisotropic_matrix(PAPER.dx, condition, seed=seed)
+    return {"input_dist": "gaussian", "input_matrix": A}, (A.double() @ A.double().T / 12)
+
+
+def preconditioner_losses(batch: tasks.RegressionBatch, preconds: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss of one preconditioned GD step on ``batch`` for each named ``Γ``, plus GD at its best scalar η."""
+    loss = lambda W: float(metrics.half_squared_error(solvers.predict(W, batch.x_query), batch.y_query))
+    out = {name: loss(solvers.preconditioned_gd_step(batch.x, batch.y, G)) for name, G in preconds.items()}
+    eta = solvers.line_search(lambda e: loss(solvers.gd(batch.x, batch.y, e)), 0.0, 30.0, tol=1e-4)
+    out["gd_best_eta"], out["gd_best"] = eta, loss(solvers.gd(batch.x, batch.y, eta))
+    return out
+
+
+ANISOTROPIC_AFTER_ESCAPE = 4000
+"""Steps after the escape for the anisotropic experiment: the low-variance directions are learned last."""
+
+
+def train_anisotropic(*, seed: int = 0, condition: float = 16.0, eval_size: int = PAPER.eval_size,
+                      progress: bool | None = None) -> train.TrainedRun:
+    """One layer, official settings, on :func:`anisotropic_setting` tasks: to the escape (loss < 0.35, below the
+    plateau near the zero predictor's 0.5 for condition 16) plus :data:`ANISOTROPIC_AFTER_ESCAPE` steps."""
+    task_kw, _ = anisotropic_setting(condition)
+    return train_lsa(seed=seed, steps=12_000, eval_size=eval_size, after_escape=ANISOTROPIC_AFTER_ESCAPE,
+                     escape_loss=0.35, progress=progress, **task_kw)
