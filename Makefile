@@ -40,9 +40,10 @@ notebooks: setup
 student: setup
 	$(PY) -m icl_course student student
 
-## bench: speed of the training path against a plain PyTorch loop
+## bench: speed of the training path against a plain PyTorch loop, and of the mesa layer's methods against a naive loop
 bench: setup
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_mesa.py
 
 clean:
 	rm -rf _build .pytest_cache student

@@ -10,7 +10,7 @@ import ast
 import hashlib
 from pathlib import Path
 
-from .parts import PARTS
+from .parts import FOUNDATION, PARTS
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -38,7 +38,7 @@ def owner(relative: Path) -> str | None:
     ``exercises/<name>``, whether or not the part is listed in :data:`~icl_course.parts.PARTS` yet.
     """
     parts = relative.parts
-    if len(parts) > 1 and parts[0] not in SHARED_DIRS:
+    if len(parts) > 1 and parts[0] not in SHARED_DIRS and parts[0] not in FOUNDATION:
         return parts[0]
     if len(parts) > 1 and parts[0] in ("claims", "exercises"):
         name = Path(parts[1]).stem

@@ -29,10 +29,11 @@ class Part(NamedTuple):
 
 PARTS: tuple[Part, ...] = (
     Part(3, "gd_transformer", "The GD construction"),
+    Part(4, "mesa", "Mesa-optimization"),
 )
 
-FOUNDATION = ("_checks", "_deprecation", "runtime", "tasks", "solvers", "attention", "models", "train", "metrics",
-              "query", "parts", "data")
+FOUNDATION = ("_checks", "_deprecation", "runtime", "tasks", "solvers", "attention", "models", "causal", "train",
+              "metrics", "query", "parts", "data")
 """The foundation modules (they know no chapter); everything else outside :data:`PARTS` is presentation."""
 
 

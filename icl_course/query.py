@@ -9,7 +9,7 @@ GD "models" of Part III all follow it, so one :func:`predict` serves them all.
 
 References
 ----------
-von Oswald et al. (2022), Eq. 7–8 (the read-out ``ŷ = −[E_out]_{N+1, y}``) and the official code's loss.
+von Oswald et al. (2022), the read-out ``ŷ = −[E_out]_{N+1, y}`` of Proposition 1, and the official code's loss.
 """
 
 from __future__ import annotations

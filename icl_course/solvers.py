@@ -28,6 +28,9 @@ __all__ = [
     "gd_one_step_loss",
     "expected_trace_cov_sq",
     "line_search",
+    "causal_pairs",
+    "causal_gd_predict",
+    "causal_ridge_predict",
 ]
 
 
@@ -307,3 +310,74 @@ def line_search(loss: Callable[[float], float], lo: float, hi: float, tol: float
             d = a + inv_phi * (b - a)
             fd = loss(d)
     return (a + b) / 2
+
+
+# ---------------------------------------------------------------- the in-context objective of a sequence (Part IV)
+def causal_pairs(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The regression pairs a sequence offers at each position: inputs ``s_{j−1}`` and targets ``s_j`` (``s_0 = 0``),
+    both ``(B, T, D)`` for ``states (B, T, D)`` = ``s_1 … s_T``."""
+    _checks.tensor("states", states, 3, "(B, T, D)")
+    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)  # s_{j-1}, (B, T, D)
+    return prev, states
+
+
+def causal_gd_predict(states: torch.Tensor, lr: float | torch.Tensor, w0: torch.Tensor | None = None) -> torch.Tensor:
+    """Predictions ``ŝ_{t+1} = W_t s_t`` ``(B, T, D)`` of one GD step on the mesa objective at every position ``t``.
+
+    The objective is the **unnormalised** causal sum ``L_t(W) = ½ Σ_{j≤t} ‖s_j − W s_{j−1}‖²`` over the pairs seen so
+    far (``s_0 = 0``), and the step starts from ``W_0`` (zeros if None):
+    ``W_t = W_0 − η ∇L_t(W_0) = W_0 + η Σ_{j≤t} (s_j − W_0 s_{j−1}) s_{j−1}ᵀ``.
+    With ``W_0 = 0``: ``ŝ_{t+1} = η Σ_{j≤t} (s_{j−1}·s_t) s_j`` — causal linear attention with queries ``s_t``,
+    keys ``s_{j−1}`` and values ``s_j`` (the official ``GDSequenceSolver``, η by line search ≈ 0.03).
+
+    Parameters
+    ----------
+    states : (B, T, D) ``s_1 … s_T``
+    lr : float, 0-dim tensor (differentiable) or (B,) tensor — the step size η
+    w0 : (D, D) shared or (B, D, D) per sequence, optional — the initial weights ``W_0``
+
+    References
+    ----------
+    von Oswald et al. (2023), Proposition 1, and the official ``GDSequenceSolver``; Part IV, "Causal linear
+    attention is one GD step".
+    """
+    prev, cur = causal_pairs(states)
+    B, T, D = states.shape
+    eta = _step_sizes(lr, 1, B, states)[0]
+    eta = eta[:, :, :, None] if isinstance(eta, torch.Tensor) and eta.ndim == 3 else eta  # (B, 1, 1, 1)
+    W0 = states.new_zeros(B, D, D) if w0 is None else w0
+    if not isinstance(W0, torch.Tensor) or W0.shape not in ((D, D), (B, D, D)):
+        raise ValueError(f"w0 must have shape (D, D) or (B, D, D) with D={D}, B={B}, "
+                         f"got {tuple(W0.shape) if isinstance(W0, torch.Tensor) else type(W0).__name__}")
+    W0 = W0.to(states).expand(B, D, D)
+    resid = cur - prev @ W0.transpose(1, 2)  # s_j − W_0 s_{j−1}, (B, T, D)
+    grads = torch.cumsum(resid[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} r_j s_{j−1}ᵀ, (B, T, D, D)
+    W_t = W0[:, None] + eta * grads  # (B, T, D, D)
+    return (W_t @ states[..., None])[..., 0]  # (B, T, D)
+
+
+def causal_ridge_predict(states: torch.Tensor, lam: float, pairs: str = "j<=t") -> torch.Tensor:
+    """Predictions ``ŝ_{t+1} = W_t s_t`` ``(B, T, D)`` of ridge regression on the pairs seen so far.
+
+    ``W_t = (Σ_j s_j s_{j−1}ᵀ)(Σ_j s_{j−1} s_{j−1}ᵀ + λ I)⁻¹`` — the exact minimiser of the mesa objective
+    ``½ Σ_j ‖s_j − W s_{j−1}‖² + λ/2 ‖W‖²``. ``pairs="j<=t"``: every pair up to the current token, what a causal
+    mesa layer sees; ``pairs="j<t"``: without the newest pair ``(s_{t−1}, s_t)``, the official least-squares
+    baseline. ``lam`` is the ridge λ itself (the official mesa layer's parameter is ``1/λ``).
+
+    References
+    ----------
+    von Oswald et al. (2023), the mesa layer (which solves this objective), and the official
+    ``LeastSquaresSequenceSolver`` (λ = 1e-3, pairs j < t); Part IV, "Causal linear attention is one GD step".
+    """
+    lam = _checks.positive_float("lam", lam)
+    if pairs not in ("j<=t", "j<t"):
+        raise ValueError(f"pairs must be 'j<=t' or 'j<t', got {pairs!r}")
+    prev, cur = causal_pairs(states)
+    D = states.shape[-1]
+    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # Σ s_{j−1} s_{j−1}ᵀ, (B, T, D, D)
+    C = torch.cumsum(cur[..., :, None] * prev[..., None, :], dim=1)  # Σ s_j s_{j−1}ᵀ, (B, T, D, D)
+    if pairs == "j<t":
+        A, C = (torch.cat([torch.zeros_like(M[:, :1]), M[:, :-1]], dim=1) for M in (A, C))  # shift by one pair
+    eye = torch.eye(D, dtype=states.dtype, device=states.device)
+    z = torch.linalg.solve(A + lam * eye, states[..., None])  # (A + λI)⁻¹ s_t, (B, T, D, 1)
+    return (C @ z)[..., 0]  # (B, T, D)

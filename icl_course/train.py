@@ -16,7 +16,8 @@ from torch import nn
 
 from . import _checks
 
-__all__ = ["History", "fit", "clip_global_norm_", "progress_default", "Escape", "TrainedRun", "train_run"]
+__all__ = ["History", "fit", "clip_global_norm_", "progress_default", "Escape", "TrainedRun", "train_run",
+           "warmup_cosine"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -86,6 +87,9 @@ def fit(
     betas: tuple[float, float] = (0.9, 0.98),
     eps: float = 1e-8,
     clip: float | None = 1e-3,
+    clip_mode: str = "norm",
+    weight_decay: float = 0.0,
+    lr_schedule: Callable[[int], float] | None = None,
     eval_batch: Any = None,
     eval_every: int = 100,
     callbacks: dict[str, Callable[[nn.Module], Any]] | None = None,
@@ -109,7 +113,15 @@ def fit(
         Number of updates.
     lr, betas, eps : Adam settings; defaults are the official code's (1e-3, (0.9, 0.98), 1e-8).
     clip : float or None
-        Global-norm clip threshold (official: 0.001 for up to 2 layers, 10 for deeper models).
+        Clip threshold: global-norm (official von Oswald et al. 2022: 0.001 for up to 2 layers, 10 for deeper
+        models) or, with ``clip_mode="value"``, element-wise to ``[−clip, clip]`` (the official mesa code's
+        ``optax.clip(1)``).
+    clip_mode : {"norm", "value"}
+    weight_decay : float
+        Decoupled weight decay (AdamW, as optax's ``adamw``); 0 is Adam.
+    lr_schedule : callable, optional
+        ``lr_schedule(step)`` multiplies ``lr`` at each step (e.g. the official mesa code's warm-up and cosine
+        decay, :func:`warmup_cosine`).
     eval_batch : optional
         A fixed batch; ``loss_fn`` on it (no grad) is recorded after update 0 and every ``eval_every``
         updates, and after the last one.
@@ -135,10 +147,14 @@ def fit(
     eval_every = _checks.positive_int("eval_every", eval_every)
     if clip is not None:
         _checks.positive_float("clip", clip)
+    if clip_mode not in ("norm", "value"):
+        raise ValueError(f"clip_mode must be 'norm' (global norm) or 'value' (element-wise), got {clip_mode!r}")
     if not callable(batches) and len(batches) < steps:
         raise ValueError(f"batches holds {len(batches)} batches but steps={steps}")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+    wd = _checks.positive_float("weight_decay", weight_decay, allow_zero=True)
+    opt = (torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=wd) if wd > 0
+           else torch.optim.Adam(params, lr=lr, betas=betas, eps=eps))
     hist = History(extras={name: [] for name in (callbacks or {})})
     show = progress_default() if progress is None else progress  # None: tqdm shows it only on a terminal
     from tqdm.auto import tqdm
@@ -146,13 +162,20 @@ def fit(
     bar = tqdm(total=steps, desc=desc, disable=None if show is None else not show, leave=False)
     start = time.perf_counter()
     for step in range(steps):
+        if lr_schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr * float(lr_schedule(step))
         batch = _get_batch(batches, step)
         loss = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if on_step is not None:
             on_step(step, model, batch, loss.detach())
-        hist.grad_norm.append(clip_global_norm_(params, clip))
+        hist.grad_norm.append(clip_global_norm_(params, clip if clip_mode == "norm" else None))
+        if clip_mode == "value" and clip is not None:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.clamp_(-clip, clip)
         opt.step()
         hist.loss.append(float(loss.detach()))
         bar.update(1)
@@ -226,3 +249,19 @@ def train_run(model: nn.Module, loss_fn: LossFn, batches: Callable[[int], Any] |
 
     hist = fit(model, loss_fn, batches, steps, eval_batch=eval_batch, stop=stop if escape else None, **fit_kw)
     return TrainedRun(model, hist, eval_set, seen[0] if seen else None)
+
+
+def warmup_cosine(warmup: int, total: int, final: float = 0.0) -> Callable[[int], float]:
+    """A learning-rate multiplier: linear warm-up from 0 to 1 over ``warmup`` steps, then cosine decay to ``final``
+    at step ``total`` (optax's ``warmup_cosine_decay_schedule``; the official mesa code: 1,000, 20,000, 1e-5/3e-4)."""
+    import math
+
+    warmup, total = _checks.positive_int("warmup", warmup), _checks.positive_int("total", total)
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        frac = min(1.0, (step - warmup) / max(1, total - warmup))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    return multiplier

@@ -115,3 +115,19 @@ def test_grader_reports_passed_failed_and_not_attempted(tmp_path):
     nbformat.write(nb, path)
     assert grade(path, timeout=120) == {"gd_step": "passed", "optimal_step_size": "failed",
                                         "read_step_size": "not attempted"}
+
+
+def test_exercise_names_are_unique_across_parts():
+    from icl_course.exercises import exercise
+
+    names = [ex.name for ex in EXERCISES]
+    assert len(names) == len(set(names))
+    with pytest.raises(ValueError, match="already used"):
+        exercise(part="another_part", name=EXERCISES[0].name, title="t", difficulty="★☆☆", minutes=1, hint="h",
+                 solution=EXERCISES[0].solution, stub=EXERCISES[0].stub_source)(lambda fn: None)
+
+
+def test_every_part_with_exercises_is_in_parts():
+    from icl_course.parts import PARTS
+
+    assert {ex.part for ex in EXERCISES} <= {p.name for p in PARTS}

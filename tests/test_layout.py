@@ -142,11 +142,14 @@ def test_staleness_hash_is_per_part(tmp_path, monkeypatch):
     (pkg / "other_part" / "__init__.py").write_text("x = 2\n")
     assert _provenance.code_hash("gd_transformer", pkg) == before["gd_transformer"]
     assert _provenance.code_hash("other_part", pkg) != before["other_part"]
-    (pkg / "tasks.py").write_text((pkg / "tasks.py").read_text() + "\nY = 1\n")  # the foundation is shared
-    assert _provenance.code_hash("gd_transformer", pkg) != before["gd_transformer"]
-    (pkg / "tasks.py").write_text((pkg / "tasks.py").read_text() + "\n# a comment\n")
+    (pkg / "solvers.py").write_text((pkg / "solvers.py").read_text() + "\nY = 1\n")  # the foundation is shared
+    h1 = _provenance.code_hash("gd_transformer", pkg)
+    assert h1 != before["gd_transformer"]
+    (pkg / "tasks" / "dynamics.py").write_text((pkg / "tasks" / "dynamics.py").read_text() + "\nZ = 2\n")
+    assert _provenance.code_hash("gd_transformer", pkg) != h1  # a foundation package is shared too
+    (pkg / "solvers.py").write_text((pkg / "solvers.py").read_text() + "\n# a comment\n")
     h = _provenance.code_hash("gd_transformer", pkg)
-    (pkg / "tasks.py").write_text((pkg / "tasks.py").read_text() + "\n# another comment only\n")
+    (pkg / "solvers.py").write_text((pkg / "solvers.py").read_text() + "\n# another comment only\n")
     assert _provenance.code_hash("gd_transformer", pkg) == h  # comments do not count
     with pytest.raises(ValueError, match="part must be one of"):
         _provenance.code_hash("no_such_part")

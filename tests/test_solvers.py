@@ -379,3 +379,90 @@ def test_solvers_on_cuda_match_cpu():
         out = fn(xc, yc)
         assert out.device.type == "cuda" and out.dtype == F64
         assert rel(out.cpu(), fn(x, y)) < 1e-10
+
+
+# ---------------------------------------------------------------- the mesa objective of a sequence (Part IV)
+def _dyn(seed, B=3, T=15, D=4):
+    from icl_course import runtime, tasks
+
+    return tasks.sample_linear_dynamics(B, T, D, generator=runtime.generator(seed), dtype=F64).inputs
+
+
+def _gd_loop(s, lr, W0=None):
+    """One GD step on L_t(W) = ½ Σ_{j≤t} ‖s_j − W s_{j−1}‖², by autograd, position by position."""
+    B, T, D = s.shape
+    out = torch.zeros_like(s)
+    for b in range(B):
+        for t in range(T):
+            W = (torch.zeros(D, D, dtype=F64) if W0 is None else W0.clone()).requires_grad_(True)
+            prev = torch.cat([torch.zeros(1, D, dtype=F64), s[b, :t]])  # s_0 … s_{t-1}
+            loss = 0.5 * ((s[b, :t + 1] - prev @ W.T) ** 2).sum()
+            (g,) = torch.autograd.grad(loss, W)
+            out[b, t] = (W.detach() - lr * g) @ s[b, t]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_causal_gd_is_one_step_on_the_unnormalised_causal_sum(seed):
+    s = _dyn(seed)
+    assert rel(solvers.causal_gd_predict(s, 0.07), _gd_loop(s, 0.07)) < 1e-12
+    W0 = torch.randn(4, 4, dtype=F64, generator=torch.Generator().manual_seed(seed)) * 0.3
+    assert rel(solvers.causal_gd_predict(s, 0.07, W0), _gd_loop(s, 0.07, W0)) < 1e-12
+
+
+def test_causal_gd_would_catch_a_normalised_or_strict_sum():
+    s = _dyn(2)
+    ref = _gd_loop(s, 0.05)
+    t = torch.arange(1, s.shape[1] + 1, dtype=F64)[None, :, None]
+    assert rel(ref / t, ref) > 0.5  # a 1/t would be caught
+    prev = torch.cat([torch.zeros_like(s[:, :1]), s[:, :-1]], 1)
+    strict = 0.05 * (s @ prev.transpose(1, 2)).tril(-1) @ s
+    assert rel(strict, ref) > 0.05  # dropping the pair j = t would be caught
+
+
+def test_causal_gd_step_sizes_per_sequence_and_differentiable():
+    s = _dyn(3)
+    per_seq = solvers.causal_gd_predict(s, torch.tensor([0.01, 0.02, 0.03], dtype=F64))
+    for b, lr in enumerate((0.01, 0.02, 0.03)):
+        assert rel(per_seq[b], solvers.causal_gd_predict(s[b:b + 1], lr)[0]) < 1e-14
+    eta = torch.tensor(0.05, dtype=F64, requires_grad=True)
+    solvers.causal_gd_predict(s, eta).sum().backward()
+    assert eta.grad is not None and torch.isfinite(eta.grad)
+
+
+def _ridge_loop(s, lam, strict):
+    B, T, D = s.shape
+    out = torch.zeros_like(s)
+    for b in range(B):
+        for t in range(T):
+            n = t if strict else t + 1  # number of pairs (s_{j-1}, s_j)
+            X = torch.cat([torch.zeros(1, D, dtype=F64), s[b, :T - 1]])[:n]  # inputs
+            Y = s[b, :n]
+            W = torch.linalg.solve(X.T @ X + lam * torch.eye(D, dtype=F64), X.T @ Y).T
+            out[b, t] = W @ s[b, t]
+    return out
+
+
+@pytest.mark.parametrize("pairs,strict", [("j<=t", False), ("j<t", True)])
+def test_causal_ridge_on_the_pairs_seen_so_far(pairs, strict):
+    s = _dyn(4)
+    assert rel(solvers.causal_ridge_predict(s, 1e-2, pairs), _ridge_loop(s, 1e-2, strict)) < 1e-10
+
+
+def test_causal_ridge_takes_the_ridge_lambda_not_its_inverse():
+    s = _dyn(5)
+    ref = _ridge_loop(s, 0.5, False)
+    assert rel(solvers.causal_ridge_predict(s, 0.5), ref) < 1e-10
+    assert rel(solvers.causal_ridge_predict(s, 2.0), ref) > 1e-3  # 1/λ would be caught
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda s: solvers.causal_gd_predict(s[0], 0.1), "states must have shape"),
+    (lambda s: solvers.causal_gd_predict(s, 0.1, torch.zeros(3, 3, dtype=F64)), "w0 must have shape"),
+    (lambda s: solvers.causal_gd_predict(s, torch.zeros(7, dtype=F64)), r"lr as a tensor must have shape \(B,\)"),
+    (lambda s: solvers.causal_ridge_predict(s, 0.0), "lam must be > 0"),
+    (lambda s: solvers.causal_ridge_predict(s, 1e-3, "j<=t+1"), "pairs must be"),
+])
+def test_causal_solvers_reject_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(_dyn(6))

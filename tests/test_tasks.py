@@ -245,3 +245,69 @@ def test_sine_stream_and_eval_set():
     ev = tasks.sine_eval_set(8, 5, seed=3)
     assert torch.equal(ev.x, tasks.sine_eval_set(8, 5, seed=3).x)
     assert not torch.equal(ev.x, tasks.sine_eval_set(8, 5, seed=4).x)
+
+
+# ---------------------------------------------------------------- linear dynamics (Part IV)
+def test_haar_orthogonal_is_orthogonal_and_seeded():
+    W = tasks.haar_orthogonal(64, 6, generator=runtime.generator(0), dtype=torch.float64)
+    eye = torch.eye(6, dtype=torch.float64)
+    assert torch.allclose(W @ W.transpose(1, 2), eye.expand(64, 6, 6), atol=1e-12)
+    assert torch.equal(W, tasks.haar_orthogonal(64, 6, generator=runtime.generator(0), dtype=torch.float64))
+    dets = torch.linalg.det(W)
+    assert (dets > 0).any() and (dets < 0).any(), "Haar on O(D) draws both determinants (as jax.random.orthogonal)"
+    # the sign fix makes the distribution Haar: E[W] = 0 and E[W_11²] = 1/D
+    big = tasks.haar_orthogonal(20_000, 3, generator=runtime.generator(1), dtype=torch.float64)
+    assert abs(float(big[:, 0, 0].mean())) < 0.02 and abs(float((big[:, 0, 0] ** 2).mean()) - 1 / 3) < 0.01
+
+
+def test_linear_dynamics_follow_their_matrix():
+    b = tasks.sample_linear_dynamics(8, 20, 5, noise_std=0.0, generator=runtime.generator(2), dtype=torch.float64)
+    assert b.states.shape == (8, 21, 5) and b.inputs.shape == b.targets.shape == (8, 20, 5)
+    assert torch.allclose(b.targets, b.inputs @ b.W.transpose(1, 2), atol=1e-12)
+    assert float(b.states[:, 0].abs().max()) <= 1.0
+    norms = torch.linalg.vector_norm(b.states, dim=-1)
+    assert torch.allclose(norms, norms[:, :1].expand_as(norms), atol=1e-10), "orthogonal W keeps ‖s_t‖"
+    noisy = tasks.sample_linear_dynamics(8, 20, 5, noise_std=0.01, generator=runtime.generator(2), dtype=torch.float64)
+    resid = noisy.targets - noisy.inputs @ noisy.W.transpose(1, 2)
+    assert 0.008 < float(resid.std()) < 0.012
+
+
+def test_contracting_dynamics_have_the_eigenvalues_asked_for():
+    b = tasks.sample_linear_dynamics(16, 10, 6, kind="contracting", generator=runtime.generator(3),
+                                     dtype=torch.float64)
+    ev = torch.linalg.eigvals(b.W).abs()  # (B, D)
+    assert torch.allclose(ev.max(dim=1).values, torch.full((16,), 0.9, dtype=torch.float64), atol=1e-8)
+    assert float(ev.min()) >= 0.3 - 1e-8
+
+
+def test_mesa_tokens_layout():
+    s = torch.arange(2 * 3 * 2, dtype=torch.float64).reshape(2, 3, 2) + 1
+    E = tasks.mesa_tokens(s)
+    assert E.shape == (2, 3, 8)
+    assert torch.equal(E[0, 0], torch.tensor([0, 0, 1, 2, 1, 2, 0, 0], dtype=torch.float64))  # s_0 = 0
+    assert torch.equal(E[0, 2], torch.tensor([0, 0, 5, 6, 5, 6, 3, 4], dtype=torch.float64))
+    assert torch.equal(tasks.mesa_tokens(s, masked=True)[..., :4], torch.zeros(2, 3, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"kind": "rotating"}, "kind"), ({"noise_std": -0.1}, "noise_std"), ({"init_range": 0.0}, "init_range"),
+    ({"kind": "contracting", "eigenvalues": (0.9, 0.3)}, "eigenvalues"), ({"seq_len": 0}, "seq_len"),
+])
+def test_linear_dynamics_reject_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tasks.sample_linear_dynamics(2, **{"seq_len": 5, "dim": 3, **kw})
+
+
+def test_mesa_tokens_need_batched_sequences():
+    with pytest.raises(ValueError, match=r"states must have shape \(B, T, D\)"):
+        tasks.mesa_tokens(torch.zeros(5, 3))
+
+
+def test_partial_observations():
+    b = tasks.sample_linear_dynamics(4, 6, 5, generator=runtime.generator(4), dtype=torch.float64)
+    obs, C = tasks.observe(b.states, 3, generator=runtime.generator(5))
+    assert obs.shape == (4, 7, 3) and C.shape == (4, 3, 5)
+    assert torch.allclose(obs, b.states @ C.transpose(1, 2))
+    assert abs(float(C.std()) - 0.5) < 0.15
+    with pytest.raises(ValueError, match="obs_dim"):
+        tasks.observe(b.states, 0)

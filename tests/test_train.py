@@ -239,3 +239,61 @@ def test_clip_on_cuda():
     ps = params_with_grads([torch.tensor([3.0, 4.0], dtype=F64, device="cuda")])
     assert clip_global_norm_(ps, 1.0) == pytest.approx(5.0, rel=1e-14)
     assert global_norm(ps) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_fit_clips_element_wise_in_value_mode():
+    """Adam's first step is lr·g/|g| per entry whatever the clip; compare the gradients the optimiser saw instead."""
+    X, Y = regression_problem()
+    seen = {}
+
+    def record(step, model, batch, loss):
+        seen["grad"] = model.weight.grad.detach().clone()
+
+    model = linear_model()
+    fit(model, mse, lambda step: (X * 100, Y * 100), 1, lr=1e-2, clip=0.5, clip_mode="value", on_step=record,
+        progress=False)
+    raw = seen["grad"]  # on_step sees the unclipped gradient
+    assert float(raw.abs().max()) > 0.5
+    model2 = linear_model()
+    grads = []
+    opt_step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        grads.append(model2.weight.grad.detach().clone())
+        return opt_step(self, *a, **k)
+
+    torch.optim.Adam.step = spy
+    try:
+        fit(model2, mse, lambda step: (X * 100, Y * 100), 1, lr=1e-2, clip=0.5, clip_mode="value", progress=False)
+    finally:
+        torch.optim.Adam.step = opt_step
+    assert torch.equal(grads[0], raw.clamp(-0.5, 0.5))
+    with pytest.raises(ValueError, match="clip_mode"):
+        fit(linear_model(), mse, lambda step: (X, Y), 1, clip_mode="elementwise", progress=False)
+
+
+def test_fit_weight_decay_is_decoupled_adamw():
+    X, Y = regression_problem()
+    a, b = linear_model(), linear_model()
+    fit(a, mse, lambda step: (X, Y), 5, lr=1e-2, clip=None, progress=False)
+    fit(b, mse, lambda step: (X, Y), 5, lr=1e-2, clip=None, weight_decay=0.5, progress=False)
+    ref = linear_model()
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, betas=(0.9, 0.98), weight_decay=0.5)
+    for _ in range(5):
+        opt.zero_grad()
+        mse(ref, (X, Y)).backward()
+        opt.step()
+    assert torch.allclose(b.weight, ref.weight) and not torch.allclose(a.weight, b.weight)
+
+
+def test_warmup_cosine_schedule_and_its_use():
+    from icl_course.train import warmup_cosine
+
+    m = warmup_cosine(10, 110, final=0.1)
+    assert m(0) == 0.0 and m(5) == 0.5 and m(10) == 1.0
+    assert m(60) == pytest.approx(0.55) and m(110) == pytest.approx(0.1) and m(500) == pytest.approx(0.1)
+    X, Y = regression_problem()
+    model = linear_model()
+    w0 = model.weight.detach().clone()
+    fit(model, mse, lambda step: (X, Y), 1, lr=1e-2, clip=None, lr_schedule=m, progress=False)
+    assert torch.equal(model.weight, w0), "a zero learning rate at step 0 leaves the weights unchanged"

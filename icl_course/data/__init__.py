@@ -16,8 +16,10 @@ FOLDER = Path(__file__).resolve().parent
 GOLDEN = {
     "vonoswald2022_train": "vonoswald2022_train_seed0.npz",
     "vonoswald2022_trained": "vonoswald2022_trained_seed0.npz",
+    "vonoswald2023": "vonoswald2023_golden.npz",
 }
-"""Name → file. ``vonoswald2022_*``: von Oswald et al. (2022), see ``VONOSWALD2022_GOLDEN.md``."""
+"""Name → file. ``vonoswald2022_*``: von Oswald et al. (2022), see ``VONOSWALD2022_GOLDEN.md``; ``vonoswald2023``:
+von Oswald et al. (2023), see ``VONOSWALD2023_GOLDEN.md``."""
 
 
 def golden_path(name: str) -> Path:

@@ -1,4 +1,5 @@
-"""Data for every part: in-context linear regression and the token layout that feeds it to attention.
+"""In-context regression tasks (linear and sine) and the token layouts that feed them to attention; training streams
+and fixed evaluation sets.
 
 The defaults follow the official code of von Oswald et al. (2022): inputs ``x ~ U(-r/2, r/2)`` with
 ``input_range r = 1`` (the paper's text says U(-1, 1), i.e. ``r = 2``), teacher ``w ~ N(0, s² I)``.
@@ -11,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import _checks, runtime
+from .. import _checks, runtime
 
 __all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix",
            "sample_sine_regression", "sine_basis", "standard_tokens", "regression_stream", "regression_eval_set",

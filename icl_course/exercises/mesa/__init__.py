@@ -1,0 +1,15 @@
+"""Exercises of Part IV, one module per chapter; every checker is re-exported here, so a chapter notebook's
+``from icl_course.exercises.mesa import check_build_tokens`` works whichever module holds it."""
+
+from __future__ import annotations
+
+from .causal_gd import check_build_tokens, check_causal_gd_weights, check_gd_on_sequence, check_read_sequence_step_size
+from .mesa_layer import (
+    check_mesa_output_at,
+    check_ridge_from_official,
+    check_ridge_next_state,
+    check_sherman_morrison_step,
+)
+
+__all__ = ["check_build_tokens", "check_gd_on_sequence", "check_causal_gd_weights", "check_read_sequence_step_size",
+           "check_sherman_morrison_step", "check_mesa_output_at", "check_ridge_next_state", "check_ridge_from_official"]

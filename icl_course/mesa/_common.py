@@ -1,0 +1,149 @@
+"""What Part IV's chapters share: the sequence setting, its read-out and loss, the data stream, one training recipe.
+
+Every model of Part IV maps the constructed tokens ``E (B, T, 4D)`` of :func:`~icl_course.tasks.mesa_tokens` to
+tokens of the same shape; its prediction of ``s_{t+1}`` is the first ``D`` entries of output token ``t`` (the zero
+slot: positive sign, residual included). The loss is ``½ Σ_d (ŝ − s)²`` averaged over sequences and over all ``T``
+positions (the official ``_compute_loss``; position 1, where nothing can be known yet, is included).
+
+References
+----------
+von Oswald et al. (2023) and the official ``src/train.py`` / ``configs/config.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from .. import _checks, runtime, tasks, train
+
+
+@dataclass(frozen=True)
+class DynamicsSettings:
+    """The linear-dynamics setting of the official code: ``D = 10``, ``T = 50``, ``σ = 0.01``, ``s_1 ~ U(−1, 1)^D``,
+    Haar-random orthogonal ``W`` per sequence; the zero predictor's loss is ``½ D/3 ≈ 1.667``."""
+
+    dim: int = 10
+    seq_len: int = 50
+    noise_std: float = 0.01
+
+
+DYNAMICS = DynamicsSettings()
+
+
+def readout_next(E_out: torch.Tensor, dim: int) -> torch.Tensor:
+    """The prediction ``ŝ_{t+1}`` at every position: the first ``dim`` entries of each output token, ``(B, T, D)``."""
+    _checks.tensor("E_out", E_out, 3, "(B, T, 4D)")
+    if E_out.shape[2] < _checks.positive_int("dim", dim):
+        raise ValueError(f"E_out must have at least dim={dim} entries per token, got {tuple(E_out.shape)}")
+    return E_out[..., :dim]
+
+
+def per_step_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``½ Σ_d (ŝ_{t+1} − s_{t+1})²`` averaged over sequences: one value per position, ``(T,)``."""
+    _checks.tensor("pred", pred, 3, "(B, T, D)")
+    _checks.tensor("target", target, 3, "(B, T, D)")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape "
+                         "(B, T, D)")
+    return 0.5 * (pred - target).pow(2).sum(-1).mean(0)
+
+
+def sequence_loss(model: Callable[[torch.Tensor], torch.Tensor],
+                  batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The training loss of ``batch = (tokens (B, T, 4D), targets (B, T, D))``: :func:`per_step_loss` averaged."""
+    tokens, targets = batch
+    return per_step_loss(readout_next(model(tokens), targets.shape[-1]), targets).mean()
+
+
+def dynamics_stream(batch_size: int, *, seed: int, masked: bool = False, settings: DynamicsSettings = DYNAMICS,
+                    device: str | torch.device | None = None, **task_kw):
+    """``step -> (tokens, targets)``: fresh sequences at every step from one seeded generator."""
+    gen = runtime.generator(seed, device)
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = tasks.sample_linear_dynamics(batch_size, settings.seq_len, settings.dim, noise_std=settings.noise_std,
+                                         generator=gen, device=device, **task_kw)
+        return tasks.mesa_tokens(b.inputs, masked=masked), b.targets
+
+    return batches
+
+
+def dynamics_eval_set(n_seqs: int, *, seed: int, settings: DynamicsSettings = DYNAMICS,
+                      dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
+                      **task_kw) -> tasks.DynamicsBatch:
+    """A fixed evaluation set of sequences drawn from its own ``seed``."""
+    return tasks.sample_linear_dynamics(n_seqs, settings.seq_len, settings.dim, noise_std=settings.noise_std,
+                                        generator=runtime.generator(seed, device), dtype=dtype, device=device,
+                                        **task_kw)
+
+
+def model_predictions(model: Callable[[torch.Tensor], torch.Tensor], batch: tasks.DynamicsBatch, *,
+                      masked: bool = False) -> torch.Tensor:
+    """The model's ``ŝ_{t+1}`` ``(B, T, D)`` on an evaluation set (no gradient)."""
+    with torch.no_grad():
+        return readout_next(model(tasks.mesa_tokens(batch.inputs, masked=masked)), batch.states.shape[-1])
+
+
+def train_sequence_model(model: torch.nn.Module, *, seed: int, steps: int, batch_size: int, lr: float,
+                         clip: float | None, masked: bool, eval_size: int, eval_every: int = 100,
+                         weight_decay: float = 0.0, lr_schedule: Callable[[int], float] | None = None,
+                         device: str | torch.device | None = None, progress: bool | None = None,
+                         desc: str = "sequence model") -> train.TrainedRun:
+    """Train a sequence model on fresh linear-dynamics sequences: Adam (AdamW with ``weight_decay``) after an
+    element-wise gradient clip at ``clip`` (the official mesa code's ``optax.clip``).
+
+    Seeds: the caller seeds the initial weights; the training stream is ``seed + 1``, the evaluation set
+    ``seed + 2``. The run's ``eval_set`` is the :class:`~icl_course.tasks.DynamicsBatch`.
+    """
+    model = model.to(device) if device is not None else model
+    ev = dynamics_eval_set(eval_size, seed=seed + 2, device=device)
+    batches = dynamics_stream(batch_size, seed=seed + 1, masked=masked, device=device)
+    return train.train_run(model, sequence_loss, batches, steps, eval_set=ev,
+                           eval_batch=(tasks.mesa_tokens(ev.inputs, masked=masked), ev.targets), lr=lr,
+                           betas=(0.9, 0.999), clip=clip, clip_mode="value", weight_decay=weight_decay,
+                           lr_schedule=lr_schedule, eval_every=eval_every, progress=progress, desc=desc)
+
+
+def loss_curves(preds: dict[str, torch.Tensor], batch: tasks.DynamicsBatch) -> dict[str, torch.Tensor]:
+    """:func:`per_step_loss` of each named prediction ``(B, T, D)`` against the batch's targets."""
+    return {name: per_step_loss(p.to(batch.targets.dtype), batch.targets) for name, p in preds.items()}
+
+
+def curve_gap(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """(relative gap of the means ``mean a / mean b − 1``, largest absolute gap over positions) of two loss curves."""
+    return float(a.mean() / b.mean() - 1), float((a - b).abs().max())
+
+
+# ------------------------------------------------------------------------- claim values (M4, M9)
+class MesaVsRidge(NamedTuple):
+    """M4: mean loss over positions of the trained mesa layer and of ridge (λ = 1e-3, pairs ``j ≤ t``) on the same
+    sequences, and the mesa layer's largest per-position loss for ``t ≥ 15``."""
+
+    mesa: float
+    ridge: float
+    worst_late: float
+
+
+class MesaVsDepth(NamedTuple):
+    """M9: mean loss of the mesa layer and of the best linear and best softmax stack at the same training budget."""
+
+    mesa: float
+    best_linear: float
+    best_softmax: float
+
+
+def mesa_vs_ridge(curves: dict[str, torch.Tensor], mesa: str = "mesa layer", ridge: str = "ridge, pairs j ≤ t",
+                  first_late: int = 15) -> MesaVsRidge:
+    """:class:`MesaVsRidge` from per-position loss curves ``(T,)`` (position ``t`` is index ``t − 1``)."""
+    return MesaVsRidge(float(curves[mesa].mean()), float(curves[ridge].mean()),
+                       float(curves[mesa][first_late - 1:].max()))
+
+
+def mesa_vs_depth(curves: dict[str, torch.Tensor], mesa: str = "mesa layer") -> MesaVsDepth:
+    """:class:`MesaVsDepth` from per-position loss curves keyed like ``mesa.train_depth_comparison``'s runs."""
+    best = lambda kind: min(float(c.mean()) for name, c in curves.items() if name.startswith(kind))
+    return MesaVsDepth(float(curves[mesa].mean()), best("linear"), best("softmax"))
