@@ -13,4 +13,10 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, max_examples=20)
 settings.load_profile("dev" if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else "ci")
 
+# Register every part's claims in the order of icl_course.parts.PARTS before any test module imports one part's claims
+# module on its own: the registry keeps registration order, and the generated Reproducibility page follows it.
+from icl_course.reproduce import _load_claims  # noqa: E402
+
+_load_claims()
+
 # --- notebook hooks below ---
