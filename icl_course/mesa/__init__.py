@@ -17,7 +17,6 @@ from ._common import (
     curve_gap,
     dynamics_eval_set,
     dynamics_stream,
-    loss_curves,
     model_predictions,
     per_step_loss,
     readout_next,
@@ -81,7 +80,7 @@ from .mesa_layer import (
 __all__ = [
     # shared by the chapters
     "DynamicsSettings", "DYNAMICS", "readout_next", "per_step_loss", "sequence_loss", "dynamics_stream",
-    "dynamics_eval_set", "model_predictions", "train_sequence_model", "loss_curves", "curve_gap",
+    "dynamics_eval_set", "model_predictions", "train_sequence_model", "curve_gap",
     # causal linear attention is one GD step
     "OneLayerSettings", "ONE_LAYER", "gd_lr_line_search", "clipped_gd_line_search", "constructed_causal_lsa",
     "construction_error", "new_causal_lsa", "train_causal_lsa", "head_products", "block_means", "structured_layer",

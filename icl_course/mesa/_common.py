@@ -108,11 +108,6 @@ def train_sequence_model(model: torch.nn.Module, *, seed: int, steps: int, batch
                            lr_schedule=lr_schedule, eval_every=eval_every, progress=progress, desc=desc)
 
 
-def loss_curves(preds: dict[str, torch.Tensor], batch: tasks.DynamicsBatch) -> dict[str, torch.Tensor]:
-    """:func:`per_step_loss` of each named prediction ``(B, T, D)`` against the batch's targets."""
-    return {name: per_step_loss(p.to(batch.targets.dtype), batch.targets) for name, p in preds.items()}
-
-
 def curve_gap(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     """(relative gap of the means ``mean a / mean b − 1``, largest absolute gap over positions) of two loss curves."""
     return float(a.mean() / b.mean() - 1), float((a - b).abs().max())

@@ -195,3 +195,10 @@ def test_m_claims_judge_values_both_ways():
     assert _judge("M8b", cl.m8b_value(flat * 1.87, gd, inc)) == "FAIL"  # the zero predictor is not a fitted step
     assert _judge("M8b", cl.m8b_value(inc * 1.1, inc, inc)) == "FAIL"  # near the exact solution
     assert _judge("M2a", 1e-16) == "PASS" and _judge("M2a", 1e-6) == "FAIL"
+
+
+def test_curve_gap_reports_mean_and_worst_position():
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    b = torch.tensor([1.0, 2.5, 2.0], dtype=F64)
+    mean_gap, worst = mesa.curve_gap(a, b)
+    assert mean_gap == pytest.approx(6 / 5.5 - 1) and worst == pytest.approx(1.0)
