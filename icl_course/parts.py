@@ -2,8 +2,8 @@
 staleness hash and the command line all read :data:`PARTS`.
 
 A part is one chapter subpackage ``icl_course/<name>/`` with one module per notebook ``book/part<N>_<module>.ipynb``,
-its claims in ``icl_course/claims/<name>.py`` and its exercises in ``icl_course/exercises/<name>``. Adding a part
-means adding one line here.
+its claims in ``icl_course/claims/<name>.py`` (or a package of that name with one module per chapter) and its
+exercises in ``icl_course/exercises/<name>``. Adding a part means adding one line here.
 """
 
 from __future__ import annotations

@@ -54,8 +54,9 @@ class Claim:
 
     @property
     def part(self) -> str:
-        """The part whose claims module registered this claim (``icl_course.claims.<part>``)."""
-        return self.measure.__module__.rsplit(".", 1)[-1]
+        """The part whose claims module registered this claim (``icl_course.claims.<part>``, or a module of the
+        package ``icl_course.claims.<part>``)."""
+        return self.measure.__module__.split(".claims.", 1)[1].split(".")[0]
 
 
 @dataclass

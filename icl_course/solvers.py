@@ -31,6 +31,7 @@ __all__ = [
     "causal_pairs",
     "causal_gd_predict",
     "causal_ridge_predict",
+    "causal_delta_predict",
 ]
 
 
@@ -381,3 +382,47 @@ def causal_ridge_predict(states: torch.Tensor, lam: float, pairs: str = "j<=t") 
     eye = torch.eye(D, dtype=states.dtype, device=states.device)
     z = torch.linalg.solve(A + lam * eye, states[..., None])  # (A + λI)⁻¹ s_t, (B, T, D, 1)
     return (C @ z)[..., 0]  # (B, T, D)
+
+
+def causal_delta_predict(states: torch.Tensor, beta: float | torch.Tensor,
+                         w0: torch.Tensor | None = None) -> torch.Tensor:
+    """Predictions ``ŝ_{t+1} = S_t s_t`` ``(B, T, D)`` of the delta rule: one GD step per token on the newest pair.
+
+    ``S_t = S_{t−1} + β_t (s_t − S_{t−1} s_{t−1}) s_{t−1}ᵀ`` from ``S_0 = w0`` (zeros if None) is a step of size
+    ``β_t`` on ``½‖s_t − S s_{t−1}‖²`` — keys ``s_{t−1}``, values ``s_t``, query ``s_t``, as in
+    :func:`causal_gd_predict`, which takes one step on the whole sum ``L_t`` instead. Each step multiplies the old
+    state by ``I − β_t s_{t−1} s_{t−1}ᵀ``: stable while ``0 ≤ β_t ‖s_{t−1}‖² ≤ 2``; ``β_t = 1/‖s_{t−1}‖²`` makes
+    ``S_t s_{t−1} = s_t`` exactly. To first order in β the prediction is :func:`causal_gd_predict`'s at ``η = β``.
+
+    Parameters
+    ----------
+    states : (B, T, D) ``s_1 … s_T``
+    beta : float, 0-dim tensor, (B,) tensor (one per sequence) or (B, T) tensor (one per token, DeltaNet's ``β_t``)
+    w0 : (D, D) shared or (B, D, D) per sequence, optional — the initial state ``S_0``
+
+    References
+    ----------
+    Widrow and Hoff (1960) (the delta / LMS rule); Schlag et al. (2021) and Yang et al. (2024) (DeltaNet); Part IV,
+    "One family: linear attention, the delta rule, the mesa layer".
+    """
+    prev, cur = causal_pairs(states)
+    B, T, D = states.shape
+    if isinstance(beta, torch.Tensor):
+        if beta.shape not in ((), (B,), (B, T)):
+            raise ValueError(f"beta as a tensor must have shape (), (B,) = ({B},) or (B, T) = ({B}, {T}), "
+                             f"got {tuple(beta.shape)}")
+        beta = beta.to(states).reshape(-1, 1).expand(B, T) if beta.ndim < 2 else beta.to(states)  # (B, T)
+    elif not isinstance(beta, numbers.Real) or isinstance(beta, bool):
+        raise TypeError(f"beta must be a float or a tensor of shape (), (B,) or (B, T), got {type(beta).__name__}")
+    betas = [beta[:, t, None, None] for t in range(T)] if isinstance(beta, torch.Tensor) else [float(beta)] * T
+    S = states.new_zeros(B, D, D) if w0 is None else w0
+    if not isinstance(S, torch.Tensor) or S.shape not in ((D, D), (B, D, D)):
+        raise ValueError(f"w0 must have shape (D, D) or (B, D, D) with D={D}, B={B}, "
+                         f"got {tuple(S.shape) if isinstance(S, torch.Tensor) else type(S).__name__}")
+    S, out = S.to(states).expand(B, D, D), []
+    for t in range(T):
+        k, v = prev[:, t], cur[:, t]  # (B, D): key s_{t−1}, value s_t
+        error = v - (S @ k[..., None])[..., 0]  # v_t − S_{t−1} k_t, (B, D)
+        S = S + betas[t] * error[..., :, None] * k[..., None, :]  # S_{t−1} + β_t (v_t − S_{t−1} k_t) k_tᵀ
+        out.append((S @ states[:, t, :, None])[..., 0])  # S_t s_t
+    return torch.stack(out, dim=1)  # (B, T, D)

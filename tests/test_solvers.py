@@ -466,3 +466,78 @@ def test_causal_ridge_takes_the_ridge_lambda_not_its_inverse():
 def test_causal_solvers_reject_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(_dyn(6))
+
+
+# ------------------------------------------------------------------------------ the delta rule (Part IV, family)
+def _delta_loop(s, beta, W0=None):
+    """The delta rule written per sequence and per position: one GD step on ½‖s_t − S s_{t−1}‖² by autograd."""
+    B, T, D = s.shape
+    out = torch.zeros_like(s)
+    for b in range(B):
+        S = torch.zeros(D, D, dtype=F64) if W0 is None else W0.clone()
+        for t in range(T):
+            k = s[b, t - 1] if t > 0 else torch.zeros(D, dtype=F64)  # s_{t−1}, s_0 = 0
+            step = float(beta[b, t]) if isinstance(beta, torch.Tensor) else beta
+            W = S.clone().requires_grad_(True)
+            (0.5 * ((s[b, t] - W @ k) ** 2).sum()).backward()
+            S = S - step * W.grad
+            out[b, t] = S @ s[b, t]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["float", "per_sequence", "per_token", "w0"])
+def test_causal_delta_is_one_gd_step_per_token_on_the_newest_pair(kind):
+    s = _dyn(7)
+    B, T, D = s.shape
+    if kind == "float":
+        got, ref = solvers.causal_delta_predict(s, 0.2), _delta_loop(s, 0.2)
+    elif kind == "per_sequence":
+        beta = torch.tensor([0.1, 0.2, 0.3], dtype=F64)
+        got, ref = solvers.causal_delta_predict(s, beta), _delta_loop(s, beta[:, None].expand(B, T))
+    elif kind == "per_token":
+        beta = torch.rand(B, T, generator=runtime.generator(8), dtype=F64) * 0.4
+        got, ref = solvers.causal_delta_predict(s, beta), _delta_loop(s, beta)
+    else:
+        W0 = torch.randn(D, D, generator=runtime.generator(9), dtype=F64) * 0.3
+        got, ref = solvers.causal_delta_predict(s, 0.15, W0), _delta_loop(s, 0.15, W0)
+    assert got.shape == (B, T, D)
+    assert rel(got, ref) < 1e-12
+
+
+def test_causal_delta_agrees_with_gd_one_to_first_order_and_exactly_at_t_le_2():
+    s = _dyn(10)
+    # t = 1 sees the key s_0 = 0, so both rules hold S_1 = 0 and S_2 = β s_2 s_1ᵀ: identical predictions
+    assert rel(solvers.causal_delta_predict(s, 0.3)[:, :2], solvers.causal_gd_predict(s, 0.3)[:, :2]) < 1e-14
+    gaps = [rel(solvers.causal_delta_predict(s, b), solvers.causal_gd_predict(s, b)) for b in (1e-3, 5e-4)]
+    assert gaps[0] / gaps[1] == pytest.approx(2.0, rel=0.01)  # relative gap O(β): halving β halves it
+
+
+def test_causal_delta_with_normalised_steps_and_would_catch_hebbian_or_flipped_updates():
+    s = _dyn(11, T=12)
+    prev = torch.cat([torch.zeros_like(s[:, :1]), s[:, :-1]], dim=1)
+    beta = torch.where(prev.pow(2).sum(-1) > 0, 1 / prev.pow(2).sum(-1).clamp_min(1e-300), torch.zeros(()))
+    assert rel(solvers.causal_delta_predict(s, beta), _delta_loop(s, beta)) < 1e-12  # β_t = 1/‖s_{t−1}‖² (NLMS)
+    hebbian = solvers.causal_gd_predict(s, 0.2)
+    flipped = _delta_loop(s, -0.2)
+    assert rel(solvers.causal_delta_predict(s, 0.2), hebbian) > 1e-2  # linear attention's update would be caught
+    assert rel(solvers.causal_delta_predict(s, 0.2), flipped) > 1e-1  # a flipped sign would be caught
+
+
+def test_causal_delta_beta_is_differentiable():
+    s = _dyn(12)
+    beta = torch.tensor(0.2, dtype=F64, requires_grad=True)
+    solvers.causal_delta_predict(s, beta).pow(2).sum().backward()
+    assert beta.grad is not None and torch.isfinite(beta.grad)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda s: solvers.causal_delta_predict(s[0], 0.1), "states must have shape"),
+    (lambda s: solvers.causal_delta_predict(s, torch.zeros(7, dtype=F64)), r"beta as a tensor must have shape"),
+    (lambda s: solvers.causal_delta_predict(s, torch.zeros(3, 99, dtype=F64)), r"\(B, T\) = \(3, 15\)"),
+    (lambda s: solvers.causal_delta_predict(s, "0.1"), "beta must be a float or a tensor"),
+    (lambda s: solvers.causal_delta_predict(s, True), "beta must be a float or a tensor"),
+    (lambda s: solvers.causal_delta_predict(s, 0.1, torch.zeros(3, 3, dtype=F64)), "w0 must have shape"),
+])
+def test_causal_delta_rejects_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(_dyn(6))

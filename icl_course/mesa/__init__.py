@@ -7,6 +7,9 @@ whichever module holds it.
 - :mod:`.causal_gd` — the mesa objective of a sequence, one GD step on it, the causal linear-attention layer that
   takes it, a trained layer and the algorithm read off its weights.
 - :mod:`.mesa_layer` — the mesa layer: the objective solved exactly (Sherman–Morrison or a parallel solve).
+- :mod:`.deeper` — deeper linear stacks: multi-step preconditioned GD, RevAlg-d and the path to it, linear probes.
+- :mod:`.family` — one family of fast-weight layers: linear attention, the delta rule (DeltaNet), the gated delta
+  rule, the mesa layer and its conjugate-gradient solve (MesaNet); a trained DeltaNet-style layer.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ from __future__ import annotations
 from ._common import (
     DYNAMICS,
     DynamicsSettings,
+    block_diagonal_energy,
+    block_means,
     curve_gap,
     dynamics_eval_set,
     dynamics_stream,
+    head_products,
     model_predictions,
     per_step_loss,
     readout_next,
+    revalg_model,
     sequence_loss,
+    structured_layer,
     train_sequence_model,
 )
 from .causal_gd import (
@@ -30,8 +38,6 @@ from .causal_gd import (
     FittedGD,
     OneLayerSettings,
     baseline_curves,
-    block_diagonal_energy,
-    block_means,
     clipped_gd_line_search,
     condition_numbers,
     constructed_causal_lsa,
@@ -44,11 +50,59 @@ from .causal_gd import (
     gd_alignment,
     gd_lr_line_search,
     gd_step_variants,
-    head_products,
     new_causal_lsa,
-    revalg_model,
-    structured_layer,
     train_causal_lsa,
+)
+from .deeper import (
+    DEEPER,
+    DeeperSettings,
+    DeepVsRevAlg,
+    DepthVsSteps,
+    FittedSteps,
+    ProbeScores,
+    deep_vs_revalg,
+    depth_vs_steps,
+    fit_gd_steps,
+    gd_steps_predict,
+    inlier_sequences,
+    interpolated_model,
+    interpolation_path,
+    layer_activations,
+    new_deep_model,
+    preconditioned_input,
+    probe_r2,
+    probe_scores,
+    product_structure,
+    train_deep,
+)
+from .family import (
+    CG_STEPS,
+    FAMILY_LAM,
+    GATE_ALPHAS,
+    GATE_BETAS,
+    CGConditioning,
+    CGSweep,
+    DeltaLayer,
+    DeltaVsLinear,
+    FamilyExactness,
+    FamilyFit,
+    FamilyOrdering,
+    causal_cg_ridge_predict,
+    causal_gated_delta_predict,
+    cg_conditioning,
+    cg_path,
+    cg_sweep,
+    constructed_delta_layer,
+    delta_attention,
+    delta_beta_line_search,
+    delta_vs_linear,
+    family_curves,
+    family_exactness,
+    family_ordering,
+    gated_delta_grid,
+    new_delta_model,
+    normalized_beta,
+    train_delta_layer,
 )
 from .mesa_layer import (
     DEPTH,
@@ -93,4 +147,16 @@ __all__ = [
     "drift_lesson", "MesaSettings", "MESA", "DepthSettings", "DEPTH", "new_mesa_model", "new_attention_model",
     "train_mesa", "train_depth_comparison", "effective_ridge", "MesaVsRidge", "MesaVsDepth", "mesa_vs_ridge",
     "mesa_vs_depth",
+    # deeper layers: preconditioned multi-step GD
+    "DeeperSettings", "DEEPER", "new_deep_model", "train_deep", "gd_steps_predict", "fit_gd_steps", "FittedSteps",
+    "interpolated_model", "interpolation_path", "product_structure", "layer_activations", "preconditioned_input",
+    "probe_r2", "inlier_sequences", "ProbeScores", "probe_scores", "DeepVsRevAlg", "deep_vs_revalg", "DepthVsSteps",
+    "depth_vs_steps",
+    # one family: linear attention, the delta rule, the mesa layer
+    "delta_attention", "causal_gated_delta_predict", "causal_cg_ridge_predict", "cg_path", "normalized_beta",
+    "DeltaLayer", "constructed_delta_layer", "new_delta_model", "train_delta_layer", "FAMILY_LAM", "CG_STEPS",
+    "GATE_ALPHAS", "GATE_BETAS", "delta_beta_line_search", "gated_delta_grid", "FamilyFit", "family_curves",
+    "CGSweep", "cg_sweep",
+    "FamilyExactness", "family_exactness", "FamilyOrdering", "family_ordering", "CGConditioning", "cg_conditioning",
+    "DeltaVsLinear", "delta_vs_linear",
 ]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 
 from .. import _checks, runtime, tasks, train
+from ..causal import CausalSelfAttention, CausalStack
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,62 @@ def train_sequence_model(model: torch.nn.Module, *, seed: int, steps: int, batch
 def curve_gap(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     """(relative gap of the means ``mean a / mean b − 1``, largest absolute gap over positions) of two loss curves."""
     return float(a.mean() / b.mean() - 1), float((a - b).abs().max())
+
+
+# ---------------------------------------------------------------- reading algorithms off weight products
+def head_products(layer: CausalSelfAttention) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per head ``h``: ``(W_{K,h}ᵀ W_{Q,h}, W_{O,h} W_{V,h})``, both ``(D, D)`` (detached) — all the forward pass uses.
+
+    The score of key token ``j`` for query token ``t`` is ``e_jᵀ (W_Kᵀ W_Q) e_t``; the value it adds is
+    ``(W_O W_V) e_j``.
+    """
+    m, k = layer.matrices(), layer.key_size
+    rows = lambda W, h: W[h * k:(h + 1) * k]  # (k, D): head h's rows
+    return [(rows(m["W_K"], h).T @ rows(m["W_Q"], h), m["W_O"][:, h * k:(h + 1) * k] @ rows(m["W_V"], h))
+            for h in range(layer.n_heads)]
+
+
+def block_means(M: torch.Tensor, dim: int) -> torch.Tensor:
+    """The mean of the diagonal of every ``dim × dim`` block of ``M (S·dim, S·dim)``: ``(S, S)``."""
+    _checks.tensor("M", M, 2, "(S·dim, S·dim)")
+    S = M.shape[0] // _checks.positive_int("dim", dim)
+    if M.shape != (S * dim, S * dim):
+        raise ValueError(f"M must have shape (S·dim, S·dim) for dim={dim}, got {tuple(M.shape)}")
+    blocks = M.reshape(S, dim, S, dim).permute(0, 2, 1, 3)  # (S, S, dim, dim)
+    return torch.diagonal(blocks, dim1=-2, dim2=-1).mean(-1)
+
+
+def structured_layer(layer: CausalSelfAttention, dim: int) -> CausalSelfAttention:
+    """The reverse-engineered algorithm: every ``dim × dim`` block of every head's two products replaced by the mean
+    of its diagonal times ``I`` (the official ``TFSubdiagonals``: the trained layer keeps almost nothing else).
+
+    Per head, query token ``t`` and key token ``j`` interact only through dot products of whole slots
+    (``s_t·s_{j−1}``, …), and the value is a scalar mix of the key token's slots.
+    """
+    eye = torch.eye(dim, dtype=layer.W_Q.weight.dtype, device=layer.W_Q.weight.device)
+    expand = lambda means: torch.kron(means, eye)  # (S, S) -> (S·dim, S·dim)
+    qs, vs = zip(*((expand(block_means(kq, dim)), expand(block_means(pv, dim))) for kq, pv in head_products(layer)))
+    D = qs[0].shape[0]
+    I = torch.eye(D, dtype=eye.dtype, device=eye.device)
+    return CausalSelfAttention.from_matrices(torch.cat(qs), torch.cat([I] * len(qs)), torch.cat(vs),
+                                             torch.cat([I] * len(qs), dim=1), n_heads=len(qs))
+
+
+def revalg_model(model: CausalStack, dim: int) -> CausalStack:
+    """``model`` with every layer replaced by its :func:`structured_layer` (same input mask and activation clip)."""
+    return CausalStack([structured_layer(layer, dim) for layer in model.layers], masked_dims=model.masked_dims,
+                       clip=model.clip)
+
+
+def block_diagonal_energy(M: torch.Tensor, dim: int) -> float:
+    """The fraction of ``‖M‖²_F`` on the diagonals of its ``dim × dim`` blocks (1 for block-scaled identities);
+    ``M`` is ``(R·dim, C·dim)``."""
+    _checks.tensor("M", M, 2, "(R·dim, C·dim)")
+    R, C = M.shape[0] // dim, M.shape[1] // dim
+    if M.shape != (R * dim, C * dim):
+        raise ValueError(f"M must have shape (R·dim, C·dim) for dim={dim}, got {tuple(M.shape)}")
+    blocks = M.reshape(R, dim, C, dim).permute(0, 2, 1, 3)  # (R, C, dim, dim)
+    return float((torch.diagonal(blocks, dim1=-2, dim2=-1) ** 2).sum() / (M**2).sum())
 
 
 # ------------------------------------------------------------------------- claim values (M4, M9)

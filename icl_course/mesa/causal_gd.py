@@ -16,13 +16,19 @@ import torch
 
 from .. import _checks, metrics, runtime, solvers, tasks, train
 from ..causal import CausalSelfAttention, CausalStack
-from ._common import DYNAMICS, model_predictions, per_step_loss, train_sequence_model
+from ._common import (
+    DYNAMICS,
+    block_means,
+    head_products,
+    model_predictions,
+    per_step_loss,
+    train_sequence_model,
+)
 
 __all__ = ["OneLayerSettings", "ONE_LAYER", "gd_lr_line_search", "clipped_gd_line_search", "constructed_causal_lsa",
-           "construction_error", "new_causal_lsa", "train_causal_lsa", "head_products", "block_means",
-           "structured_layer", "revalg_model", "FittedGD", "fit_gd_with_init", "baseline_curves", "family_features",
-           "FAMILY_NAMES", "GD_FEATURE", "fit_family", "family_predict", "effective_coefficients", "gd_alignment",
-           "block_diagonal_energy", "gd_step_variants", "condition_numbers"]
+           "construction_error", "new_causal_lsa", "train_causal_lsa", "FittedGD", "fit_gd_with_init",
+           "baseline_curves", "family_features", "FAMILY_NAMES", "GD_FEATURE", "fit_family", "family_predict",
+           "effective_coefficients", "gd_alignment", "gd_step_variants", "condition_numbers"]
 
 
 @dataclass(frozen=True)
@@ -124,50 +130,6 @@ def train_causal_lsa(*, seed: int = 0, scale: str = "cpu", steps: int | None = N
                                 lr=cfg.lr, clip=cfg.clip, masked=cfg.masked, eval_size=eval_size or cfg.eval_size,
                                 weight_decay=cfg.weight_decay, lr_schedule=schedule, device=device,
                                 progress=progress, desc=f"causal LSA seed {seed}")
-
-
-def head_products(layer: CausalSelfAttention) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per head ``h``: ``(W_{K,h}ᵀ W_{Q,h}, W_{O,h} W_{V,h})``, both ``(D, D)`` (detached) — all the forward pass uses.
-
-    The score of key token ``j`` for query token ``t`` is ``e_jᵀ (W_Kᵀ W_Q) e_t``; the value it adds is
-    ``(W_O W_V) e_j``.
-    """
-    m, k = layer.matrices(), layer.key_size
-    rows = lambda W, h: W[h * k:(h + 1) * k]  # (k, D): head h's rows
-    return [(rows(m["W_K"], h).T @ rows(m["W_Q"], h), m["W_O"][:, h * k:(h + 1) * k] @ rows(m["W_V"], h))
-            for h in range(layer.n_heads)]
-
-
-def block_means(M: torch.Tensor, dim: int) -> torch.Tensor:
-    """The mean of the diagonal of every ``dim × dim`` block of ``M (S·dim, S·dim)``: ``(S, S)``."""
-    _checks.tensor("M", M, 2, "(S·dim, S·dim)")
-    S = M.shape[0] // _checks.positive_int("dim", dim)
-    if M.shape != (S * dim, S * dim):
-        raise ValueError(f"M must have shape (S·dim, S·dim) for dim={dim}, got {tuple(M.shape)}")
-    blocks = M.reshape(S, dim, S, dim).permute(0, 2, 1, 3)  # (S, S, dim, dim)
-    return torch.diagonal(blocks, dim1=-2, dim2=-1).mean(-1)
-
-
-def structured_layer(layer: CausalSelfAttention, dim: int) -> CausalSelfAttention:
-    """The reverse-engineered algorithm: every ``dim × dim`` block of every head's two products replaced by the mean
-    of its diagonal times ``I`` (the official ``TFSubdiagonals``: the trained layer keeps almost nothing else).
-
-    Per head, query token ``t`` and key token ``j`` interact only through dot products of whole slots
-    (``s_t·s_{j−1}``, …), and the value is a scalar mix of the key token's slots.
-    """
-    eye = torch.eye(dim, dtype=layer.W_Q.weight.dtype, device=layer.W_Q.weight.device)
-    expand = lambda means: torch.kron(means, eye)  # (S, S) -> (S·dim, S·dim)
-    qs, vs = zip(*((expand(block_means(kq, dim)), expand(block_means(pv, dim))) for kq, pv in head_products(layer)))
-    D = qs[0].shape[0]
-    I = torch.eye(D, dtype=eye.dtype, device=eye.device)
-    return CausalSelfAttention.from_matrices(torch.cat(qs), torch.cat([I] * len(qs)), torch.cat(vs),
-                                             torch.cat([I] * len(qs), dim=1), n_heads=len(qs))
-
-
-def revalg_model(model: CausalStack, dim: int) -> CausalStack:
-    """``model`` with every layer replaced by its :func:`structured_layer` (same input mask and activation clip)."""
-    return CausalStack([structured_layer(layer, dim) for layer in model.layers], masked_dims=model.masked_dims,
-                       clip=model.clip)
 
 
 class FittedGD(torch.nn.Module):
@@ -272,17 +234,6 @@ def gd_alignment(pred: torch.Tensor, states: torch.Tensor) -> tuple[float, float
     p = pred.double()
     c = float((p * g).sum() / (g * g).sum())
     return c, float(1 - ((p - c * g) ** 2).sum() / (p**2).sum())
-
-
-def block_diagonal_energy(M: torch.Tensor, dim: int) -> float:
-    """The fraction of ``‖M‖²_F`` on the diagonals of its ``dim × dim`` blocks (1 for block-scaled identities);
-    ``M`` is ``(R·dim, C·dim)``."""
-    _checks.tensor("M", M, 2, "(R·dim, C·dim)")
-    R, C = M.shape[0] // dim, M.shape[1] // dim
-    if M.shape != (R * dim, C * dim):
-        raise ValueError(f"M must have shape (R·dim, C·dim) for dim={dim}, got {tuple(M.shape)}")
-    blocks = M.reshape(R, dim, C, dim).permute(0, 2, 1, 3)  # (R, C, dim, dim)
-    return float((torch.diagonal(blocks, dim1=-2, dim2=-1) ** 2).sum() / (M**2).sum())
 
 
 def gd_step_variants(batch: tasks.DynamicsBatch) -> dict[str, torch.Tensor]:

@@ -4,6 +4,13 @@
 from __future__ import annotations
 
 from .causal_gd import check_build_tokens, check_causal_gd_weights, check_gd_on_sequence, check_read_sequence_step_size
+from .deeper import (
+    check_gd_steps_next_state,
+    check_neumann_weights,
+    check_preconditioned_query,
+    check_structured_blocks,
+)
+from .family import check_cg_solve, check_delta_memory, check_delta_step, check_gated_delta_step
 from .mesa_layer import (
     check_mesa_output_at,
     check_ridge_from_official,
@@ -12,4 +19,7 @@ from .mesa_layer import (
 )
 
 __all__ = ["check_build_tokens", "check_gd_on_sequence", "check_causal_gd_weights", "check_read_sequence_step_size",
-           "check_sherman_morrison_step", "check_mesa_output_at", "check_ridge_next_state", "check_ridge_from_official"]
+           "check_sherman_morrison_step", "check_mesa_output_at", "check_ridge_next_state", "check_ridge_from_official",
+           "check_gd_steps_next_state", "check_neumann_weights", "check_structured_blocks",
+           "check_preconditioned_query", "check_delta_step", "check_delta_memory", "check_cg_solve",
+           "check_gated_delta_step"]

@@ -1,5 +1,4 @@
-"""Part IV claims (von Oswald et al. 2023): M1–M3, M8 and M8b of chapter "Causal linear attention is one GD step";
-M4a, M4, M5 and M9 of chapter "The mesa layer".
+"""Part IV claims of chapter "Causal linear attention is one GD step": M1–M3, M8 and M8b.
 
 Each claim's value is built by one ``m*_value`` function that the chapter notebook calls too. References name the
 paper, the official code (``mtavit/transformers_mesa_optimization_paper``; numbers marked "official code, run by the
@@ -12,11 +11,13 @@ from typing import NamedTuple
 
 import torch
 
-from .. import mesa, tasks, train
-from ..reproduce import Claim, Context, register
+from ... import mesa, tasks, train
+from ...reproduce import Claim, Context, register
+from ._common import baselines, eta, eval_set
 
 CHAPTER = "Causal linear attention is one GD step"
-LAM = 1e-3  # the official least-squares baseline's ridge λ
+
+
 
 
 class M1Value(NamedTuple):
@@ -94,7 +95,7 @@ def read_off(run: train.TrainedRun, batch: tasks.DynamicsBatch) -> dict:
     """Everything the chapter reads off a trained layer on ``batch``: its predictions and curve, the read-off
     algorithm's, GD alone at the layer's own step size, the alignment with the GD term, the eight effective
     coefficients."""
-    from .. import metrics, solvers
+    from ... import metrics, solvers
 
     model = run.model.to("cpu")
     D = batch.states.shape[-1]
@@ -108,31 +109,18 @@ def read_off(run: train.TrainedRun, batch: tasks.DynamicsBatch) -> dict:
             "alignment": mesa.gd_alignment(pred, batch.inputs), "coefficients": coef}
 
 
-# ---------------------------------------------------------------- measurements shared by the claims
-def _eval_set(ctx: Context) -> tasks.DynamicsBatch:
-    return ctx.shared("mesa_eval", lambda: mesa.dynamics_eval_set(ctx.eval_size, seed=ctx.seed + 2))
-
-
-def _eta(ctx: Context) -> tuple[float, float]:
-    return ctx.shared("mesa_eta", lambda: mesa.gd_lr_line_search(_eval_set(ctx)))
-
-
-def _baselines(ctx: Context) -> dict[str, torch.Tensor]:
-    return ctx.shared("mesa_baselines", lambda: mesa.baseline_curves(_eval_set(ctx), _eta(ctx)[0], LAM))
-
-
 def _trained(ctx: Context) -> train.TrainedRun:
     return ctx.shared("mesa_causal_lsa", lambda: mesa.train_causal_lsa(seed=ctx.seed, scale=ctx.scale,
                                                                        eval_size=ctx.eval_size, device=ctx.device))
 
 
 def _read_off(ctx: Context) -> dict:
-    return ctx.shared("mesa_read_off", lambda: read_off(_trained(ctx), _eval_set(ctx)))
+    return ctx.shared("mesa_read_off", lambda: read_off(_trained(ctx), eval_set(ctx)))
 
 
 def _fitted_curve(ctx: Context) -> torch.Tensor:
     fitted = mesa.fit_gd_with_init(seed=ctx.seed).model
-    return mesa.per_step_loss(mesa.model_predictions(fitted, _eval_set(ctx)), _eval_set(ctx).targets)
+    return mesa.per_step_loss(mesa.model_predictions(fitted, eval_set(ctx)), eval_set(ctx).targets)
 
 
 register(Claim(
@@ -141,7 +129,7 @@ register(Claim(
               "U-shaped in t",
     tolerance="mean 0.90 ± 0.03; η within [0.028, 0.037]; minimum inside (t ∈ [20, 45]) and the last position ≥ 0.1 "
               "above it (the pair convention j ≤ t is pinned by M2a)",
-    measure=lambda ctx: m1_value(_eta(ctx)[0], _baselines(ctx)["GD-1 (η*)"]),
+    measure=lambda ctx: m1_value(eta(ctx)[0], baselines(ctx)["GD-1 (η*)"]),
     judge=lambda v, ctx: abs(v.mean_loss - 0.90) <= 0.03 and 0.028 <= v.eta <= 0.037
     and 20 <= v.argmin_t <= 45 and v.last_loss >= v.min_loss + 0.1,
     show=lambda v: f"η* {v.eta:.4f}, mean {v.mean_loss:.3f}, min {v.min_loss:.3f} at t={v.argmin_t}, "
@@ -159,8 +147,8 @@ register(Claim(
     reference="a trained one-layer model implements one GD step (von Oswald et al. 2023)",
     tolerance="mean within 3 % of GD-1 at η*; max per-position gap < 0.08; the GD term explains R² ≥ 0.95 of the "
               "predictions, with a step within 10 % of η*",
-    measure=lambda ctx: m2_value(_read_off(ctx)["curve"], _baselines(ctx)["GD-1 (η*)"], _read_off(ctx)["alignment"],
-                                 _eta(ctx)[0]),
+    measure=lambda ctx: m2_value(_read_off(ctx)["curve"], baselines(ctx)["GD-1 (η*)"], _read_off(ctx)["alignment"],
+                                 eta(ctx)[0]),
     judge=lambda v, ctx: abs(v.loss_tf / v.loss_gd - 1) <= 0.03 and v.max_gap < 0.08 and v.r2 >= 0.95
     and abs(v.step / v.eta_star - 1) <= 0.10,
     show=lambda v: f"TF {v.loss_tf:.3f} vs GD-1 {v.loss_gd:.3f}, max gap {v.max_gap:.3f}, R² {v.r2:.3f}, "
@@ -172,7 +160,7 @@ register(Claim(
               "0.2096, t=12: 0.0051; the mesa layer with least-squares weights (pairs j ≤ t) mean 0.1857, t=12: 0.0029",
     tolerance="means within ±0.01; the losses at t = 12 within ±30 % (they separate λ from 10λ); the newest pair "
               "lowers the loss",
-    measure=lambda ctx: m3_value(_baselines(ctx)["ridge, pairs j ≤ t"], _baselines(ctx)["ridge, pairs j < t"]),
+    measure=lambda ctx: m3_value(baselines(ctx)["ridge, pairs j ≤ t"], baselines(ctx)["ridge, pairs j < t"]),
     judge=lambda v, ctx: abs(v.inclusive_mean - 0.1857) <= 0.01 and abs(v.exclusive_mean - 0.2096) <= 0.01
     and abs(v.inclusive_t12 / 0.0029 - 1) <= 0.3 and abs(v.exclusive_t12 / 0.0051 - 1) <= 0.3
     and v.inclusive_mean < v.exclusive_mean,
@@ -199,75 +187,10 @@ register(Claim(
     reference="one step cannot reach least squares (the motivation of the mesa layer, von Oswald et al. 2023); "
               "W₀ = 0 is optimal by the task's W* → −W* symmetry",
     tolerance="fitted step within 1 % of GD-1 from W₀ = 0, and more than 3 × ridge (j ≤ t)",
-    measure=lambda ctx: m8b_value(_fitted_curve(ctx), _baselines(ctx)["GD-1 (η*)"],
-                                  _baselines(ctx)["ridge, pairs j ≤ t"]),
+    measure=lambda ctx: m8b_value(_fitted_curve(ctx), baselines(ctx)["GD-1 (η*)"],
+                                  baselines(ctx)["ridge, pairs j ≤ t"]),
     judge=lambda v, ctx: abs(v.loss_fitted / v.loss_gd - 1) <= 0.01 and v.loss_fitted > 3 * v.loss_ridge,
     show=lambda v: f"fitted {v.loss_fitted:.4f} vs GD-1 {v.loss_gd:.4f} vs ridge {v.loss_ridge:.4f}"))
-
-
-# ---------------------------------------------------------------- chapter "The mesa layer"
-CHAPTER_MESA = "The mesa layer"
-
-
-def _model_curve(model: torch.nn.Module, batch: tasks.DynamicsBatch) -> torch.Tensor:
-    """Per-position loss ``(T,)`` of a model on the full tokens (trained on a device or not)."""
-    return mesa.per_step_loss(mesa.model_predictions(model.to("cpu"), batch), batch.targets)
-
-
-def _mesa_run(ctx: Context) -> train.TrainedRun:
-    return ctx.shared("mesa_layer", lambda: mesa.train_mesa(seed=ctx.seed, scale=ctx.scale, device=ctx.device))
-
-
-def _depth_curves(ctx: Context) -> dict[str, torch.Tensor]:
-    def make() -> dict[str, torch.Tensor]:
-        runs = mesa.train_depth_comparison(seed=ctx.seed, scale=ctx.scale, device=ctx.device)
-        return {name: _model_curve(run.model, _eval_set(ctx)) for name, run in runs.items()}
-
-    return ctx.shared("mesa_depth_curves", make)
-
-
-def _m4(ctx: Context) -> mesa.MesaVsRidge:
-    return mesa.mesa_vs_ridge({"mesa layer": _model_curve(_mesa_run(ctx).model, _eval_set(ctx)),
-                               "ridge, pairs j ≤ t": _baselines(ctx)["ridge, pairs j ≤ t"]})
-
-
-register(Claim(
-    id="M4a", chapter=CHAPTER_MESA,
-    claim="a mesa layer with hand-built weights = ridge regression on the pairs j ≤ t",
-    reference="exact (the mesa layer's output is the ridge solution, von Oswald et al. 2023; closed form)",
-    tolerance="float64 relative error < 1e-10",
-    measure=lambda ctx: mesa.constructed_mesa_error(seed=ctx.seed),
-    judge=lambda v, ctx: v < 1e-10, show=lambda v: f"rel. error {v:.1e}", exact=True))
-
-register(Claim(
-    id="M4", chapter=CHAPTER_MESA, claim="one trained mesa layer ≈ ridge least squares on the pairs j ≤ t",
-    reference="the mesa layer solves the in-context least-squares problem at every step (von Oswald et al. 2023); "
-              "ridge λ = 1e-3 on pairs j ≤ t (closed form); trained 3,000 Adam steps of 32 sequences (mesa.MESA.cpu)",
-    tolerance="mean within 5 % of ridge (j ≤ t); loss < 0.01 at every t ≥ 15",
-    measure=_m4,
-    judge=lambda v, ctx: v.mesa <= 1.05 * v.ridge and v.worst_late < 0.01,
-    show=lambda v: f"mesa {v.mesa:.3f} vs ridge {v.ridge:.3f} ({100 * (v.mesa / v.ridge - 1):+.1f} %), "
-                   f"max loss for t ≥ 15 {v.worst_late:.4f}"))
-
-register(Claim(
-    id="M5", chapter=CHAPTER_MESA,
-    claim="Sherman–Morrison recursion = batched solve (forward); memory-light gradient = autograd's (q, k, v, λ)",
-    reference="exact (the Sherman–Morrison identity; the official src/mesa.py recursion)",
-    tolerance="float64 relative difference < 1e-8 for λ ≥ 1e-2·mean‖k‖²",
-    measure=lambda ctx: mesa.mesa_exactness(seed=ctx.seed),
-    judge=lambda v, ctx: v.forward < 1e-8 and v.gradient < 1e-8,
-    show=lambda v: f"forward {v.forward:.1e}, gradient {v.gradient:.1e}", exact=True))
-
-register(Claim(
-    id="M9", chapter=CHAPTER_MESA,
-    claim="one mesa layer beats causal linear and softmax transformers of 1, 2 and 4 layers trained on the same "
-          "budget (1,000 updates of 32 sequences, same batches, optimiser and init; activation clip ±1.5)",
-    reference="a single mesa layer outperforms linear (and softmax) transformers on this task (von Oswald et al. "
-              "2023)",
-    tolerance="mean loss of the mesa layer < 0.8 × that of the best linear and of the best softmax stack",
-    measure=lambda ctx: mesa.mesa_vs_depth(_depth_curves(ctx)),
-    judge=lambda v, ctx: v.mesa < 0.8 * min(v.best_linear, v.best_softmax),
-    show=lambda v: f"mesa {v.mesa:.3f}; best linear {v.best_linear:.3f}; best softmax {v.best_softmax:.3f}"))
 
 
 __all__ = ["M1Value", "M2Value", "M3Value", "M8Value", "M8bValue", "m1_value", "m2_value", "m3_value", "m8_value",
