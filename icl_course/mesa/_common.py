@@ -170,6 +170,26 @@ def block_diagonal_energy(M: torch.Tensor, dim: int) -> float:
     return float((torch.diagonal(blocks, dim1=-2, dim2=-1) ** 2).sum() / (M**2).sum())
 
 
+# ---------------------------------------------------------------------------------------------- probes
+def probe_r2(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor) -> torch.Tensor:
+    """Per position, the held-out R² ``(T,)`` of a linear probe (least squares, no intercept, one probe per
+    position) fitted on ``(train_x (B, T, F), train_y (B, T, D))`` and scored on ``(test_x, test_y)``:
+    ``1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²`` (1: the target is a linear function of the activation; 0: no better than its
+    mean)."""
+    for name, x in (("train_x", train_x), ("train_y", train_y), ("test_x", test_x), ("test_y", test_y)):
+        _checks.tensor(name, x, 3, "(B, T, ·)")
+    if train_x.shape[:2] != train_y.shape[:2] or test_x.shape[:2] != test_y.shape[:2] \
+            or train_x.shape[1:] != test_x.shape[1:] or train_y.shape[2] != test_y.shape[2]:
+        raise ValueError(f"probe shapes must agree: train_x {tuple(train_x.shape)}, train_y {tuple(train_y.shape)}, "
+                         f"test_x {tuple(test_x.shape)}, test_y {tuple(test_y.shape)}")
+    X, Y = train_x.double().transpose(0, 1), train_y.double().transpose(0, 1)  # (T, B, F), (T, B, D)
+    coef = torch.linalg.lstsq(X, Y, driver="gelsd").solution  # (T, F, D)
+    Xt, Yt = test_x.double().transpose(0, 1), test_y.double().transpose(0, 1)
+    sse = ((Xt @ coef - Yt) ** 2).sum((1, 2))
+    sst = ((Yt - Yt.mean(1, keepdim=True)) ** 2).sum((1, 2))
+    return 1 - sse / sst
+
+
 # ------------------------------------------------------------------------- claim values (M4, M9)
 class MesaVsRidge(NamedTuple):
     """M4: mean loss over positions of the trained mesa layer and of ridge (λ = 1e-3, pairs ``j ≤ t``) on the same

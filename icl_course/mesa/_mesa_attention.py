@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from .. import _checks
+from .. import _checks, metrics, runtime
 from ..attention import linear_attention
 
-__all__ = ["mesa_attention", "sherman_morrison_update", "sherman_morrison_downdate", "downdate_drift"]
+__all__ = ["mesa_attention", "sherman_morrison_update", "sherman_morrison_downdate", "downdate_drift", "DriftLesson",
+           "float32_drift", "drift_lesson"]
 
 
 _METHODS = ("recurrent", "solve")
@@ -137,8 +139,8 @@ def downdate_drift(k: torch.Tensor, lam: float) -> torch.Tensor:
 
     References
     ----------
-    von Oswald et al. (2023), the mesa layer's memory-efficient backward (official code ``src/mesa.py``,
-    ``compute_mesa_custom_bwd``); reproduction target M5. Part IV, "The mesa layer".
+    The official code's memory-light backward (``src/mesa.py``, ``compute_custom_mesa_layer`` and its
+    ``compute_mesa_custom_bwd``, used unless ``standard_backprop_mesa``); Part IV, "The mesa layer".
     """
     _checks.tensor("k", k, 3, "(B, T, d)")
     lam = _positive_finite("lam", lam)
@@ -295,3 +297,49 @@ def mesa_attention(
         return _mesa_solve(q, k, v, lam_t)
     c = math.isqrt(q.shape[2] - 1) + 1 if checkpoint_every is None else checkpoint_every  # ⌈√T⌉
     return _MesaRecurrent.apply(q, k, v, lam_t, _checks.positive_int("checkpoint_every", c))
+
+
+# ------------------------------------------------------------------------------- the float32 lesson
+class DriftLesson(NamedTuple):
+    """Float32 round-off of two ways to run the backward pass, on one set of queries, keys and values at one ridge λ:
+    ``R_0 = I/λ`` rebuilt by Sherman–Morrison downdates (:func:`downdate_drift`; median over sequences in float64 and
+    float32, and the worst sequence in float32), and the float32 gradients of :func:`mesa_attention` with respect to
+    ``q, k, v`` against float64 autograd through the solve: the recurrent path (recomputed from checkpoints) and the
+    batched solve."""
+
+    downdate_float64: float
+    downdate_float32: float
+    downdate_float32_max: float
+    recompute_float32: float
+    solve_float32: float
+
+
+def float32_drift(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lam: float, *, seed: int = 0) -> DriftLesson:
+    """Measure :class:`DriftLesson` for one head, ``q, k (B, 1, T, dk)``, ``v (B, 1, T, dv)`` (any float dtype; run in
+    float64 and float32), with a random output gradient from ``seed``."""
+    q, k, v = (x.detach().double() for x in (q, k, v))
+    _check_qkv(q, k, v)
+    drift = [downdate_drift(k[:, 0].to(dt), lam) for dt in (torch.float64, torch.float32)]
+    g = torch.randn(v.shape, generator=runtime.generator(seed), dtype=torch.float64)
+
+    def grads(dtype: torch.dtype, method: str) -> list[torch.Tensor]:
+        x = [t.to(dtype).requires_grad_() for t in (q, k, v)]
+        return [a.double() for a in torch.autograd.grad(mesa_attention(*x, lam, method), x, g.to(dtype))]
+
+    ref = grads(torch.float64, "solve")
+    err = [max(metrics.relative_error(a, b) for a, b in zip(grads(torch.float32, m), ref)) for m in _METHODS]
+    return DriftLesson(float(drift[0].median()), float(drift[1].median()), float(drift[1].max()), err[0], err[1])
+
+
+def drift_lesson(seed: int = 0, n_seqs: int = 4, T: int = 256, d: int = 32, lam: float = 1e-3) -> DriftLesson:
+    """:func:`float32_drift` on synthetic inputs ``q, k, v ~ N(0, I/d)`` (``‖k‖² ≈ 1``, so ``λ = 1e-3`` is far below
+    it; a fraction of a CPU-second).
+
+    References
+    ----------
+    The official code's backward by Sherman–Morrison in reverse (``src/mesa.py``, ``compute_mesa_custom_bwd``);
+    Part IV, "The mesa layer".
+    """
+    gen = runtime.generator(seed)
+    q, k, v = (torch.randn(n_seqs, 1, T, d, generator=gen, dtype=torch.float64) / d**0.5 for _ in range(3))
+    return float32_drift(q, k, v, lam, seed=seed + 1)

@@ -4,8 +4,8 @@ off that layer's weights.
 
 References
 ----------
-von Oswald et al. (2023), "Uncovering mesa-optimization algorithms in Transformers", Proposition 1, and
-the official code (``GDSequenceSolver``, ``LeastSquaresSequenceSolver``, ``TFSubdiagonals``, ``OneLayerRevAlg``).
+von Oswald et al. (2023), "Uncovering mesa-optimization algorithms in Transformers" (the one-step construction),
+and the official code (``GDSequenceSolver``, ``LeastSquaresSequenceSolver``, ``TFSubdiagonals``, ``OneLayerRevAlg``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from ._common import (
 
 __all__ = ["OneLayerSettings", "ONE_LAYER", "gd_lr_line_search", "clipped_gd_line_search", "constructed_causal_lsa",
            "construction_error", "new_causal_lsa", "train_causal_lsa", "FittedGD", "fit_gd_with_init",
-           "baseline_curves", "family_features", "FAMILY_NAMES", "GD_FEATURE", "fit_family", "family_predict",
-           "effective_coefficients", "gd_alignment", "gd_step_variants", "condition_numbers"]
+           "baseline_curves", "family_features", "FAMILY_NAMES", "GD_FEATURE", "family_parities", "fit_family",
+           "family_predict", "effective_coefficients", "gd_alignment", "gd_step_variants", "condition_numbers"]
 
 
 @dataclass(frozen=True)
@@ -133,18 +133,28 @@ def train_causal_lsa(*, seed: int = 0, scale: str = "cpu", steps: int | None = N
 
 
 class FittedGD(torch.nn.Module):
-    """One GD step on the mesa objective from a **learned** initial ``W_0`` with a **learned** step size ``η``:
-    every degree of freedom of a one-step algorithm (:func:`~icl_course.solvers.causal_gd_predict`).
+    """One GD step on the mesa objective from a **learned** initial ``W_0`` with a **learned** step size ``η``
+    (:func:`~icl_course.solvers.causal_gd_predict`); ``W_0`` starts at ``w0`` (default zeros).
+
+    A matrix preconditioner ``P`` (``W_1 = W_0 + (C_t − W_0 A_t) P``) would add nothing on this task: for every ``P``
+    the loss is convex and even in ``W_0`` (the ``W* → −W*`` symmetry), so ``W_0 = 0`` is optimal; at ``W_0 = 0`` it is
+    convex in ``P`` and unchanged by ``P → QᵀPQ`` for every signed permutation ``Q`` (``U(−1, 1)^D`` states and Haar
+    ``W*`` are invariant under them), so the average ``(tr P / D) I`` is no worse — a scalar step.
 
     Same interface as the attention models: tokens ``(0, ·, s_t, s_{t−1})`` in, the prediction written into the zero
     slot.
     """
 
-    def __init__(self, dim: int = DYNAMICS.dim, lr: float = 0.03, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, dim: int = DYNAMICS.dim, lr: float = 0.03, dtype: torch.dtype = torch.float32,
+                 w0: torch.Tensor | None = None) -> None:
         super().__init__()
         self.dim = _checks.positive_int("dim", dim)
         self.lr = torch.nn.Parameter(torch.tensor(float(lr), dtype=dtype))
-        self.W0 = torch.nn.Parameter(torch.zeros(dim, dim, dtype=dtype))
+        if w0 is not None and tuple(w0.shape) != (dim, dim):
+            raise ValueError(f"w0 must have shape (dim, dim) = ({dim}, {dim}), got {tuple(w0.shape)}")
+        start = torch.zeros(dim, dim, dtype=dtype) if w0 is None else w0.detach().to(dtype).clone()
+        self.W0 = torch.nn.Parameter(start)
+        self.register_buffer("w0_start", start.clone())  # where W_0 started, to see how far the fit moved it
 
     def forward(self, E: torch.Tensor) -> torch.Tensor:
         _checks.tensor("E", E, 3, f"(B, T, 4·{self.dim})")
@@ -154,9 +164,16 @@ class FittedGD(torch.nn.Module):
 
 
 def fit_gd_with_init(*, seed: int = 0, steps: int = 600, batch_size: int = 128, lr: float = 3e-3,
-                     progress: bool | None = None) -> train.TrainedRun:
-    """Fit :class:`FittedGD`'s ``η`` and ``W_0`` on the training stream by Adam, like a model (stream ``seed + 1``)."""
-    return train_sequence_model(FittedGD(), seed=seed, steps=steps, batch_size=batch_size, lr=lr, clip=1.0,
+                     w0_scale: float = 0.3, progress: bool | None = None) -> train.TrainedRun:
+    """Fit :class:`FittedGD`'s ``η`` and ``W_0`` on the training stream by Adam, like a model (stream ``seed + 1``).
+
+    ``W_0`` starts away from the symmetric optimum ``0``, at ``w0_scale`` times a Haar-random orthogonal matrix
+    (generator ``seed``; ``‖W_0‖_F = w0_scale·√D``), so that the fit has to find ``W_0 ≈ 0`` rather than start there.
+    """
+    gen = runtime.generator(seed)
+    w0 = _checks.positive_float("w0_scale", w0_scale, allow_zero=True) * tasks.haar_orthogonal(1, DYNAMICS.dim,
+                                                                                                 generator=gen)[0]
+    return train_sequence_model(FittedGD(w0=w0), seed=seed, steps=steps, batch_size=batch_size, lr=lr, clip=1.0,
                                 masked=False, eval_size=ONE_LAYER.cpu.eval_size, progress=progress,
                                 desc="GD with learned W0 and η")
 
@@ -198,6 +215,22 @@ FAMILY_NAMES = [f"key {a}·query {b} → {c}" for a in ("s_j", "s_{j−1}") for 
                 for c in ("s_j", "s_{j−1}")]
 """Readable names of the eight :func:`family_features`, in their order."""
 GD_FEATURE = 4  # (prev, s, s): key s_{j−1}, query s_t, value s_j
+
+
+def family_parities() -> torch.Tensor:
+    """The parity ``(8,)`` of each :func:`family_features` term under the task's symmetry ``W* → −W*``: ``+1`` if the
+    term flips like the target, ``−1`` if it flips the other way.
+
+    The flip (with ``ε_m → (−1)^m ε_m``) maps every sequence to an equally likely one with ``s_m → (−1)^{m−1} s_m``;
+    the target ``s_{t+1}`` gains ``(−1)^t`` and a term ``(a, b, c)`` gains ``(−1)^{t+1+n}`` with ``n`` the number of
+    previous states (``s_{j−1}``, ``s_{t−1}``) among its key, query and value. So a term has the target's parity
+    (``+1``) exactly when ``n`` is odd. In the least-squares fit over the task distribution the two groups are
+    uncorrelated, and every opposite-parity term (``−1``) has population-optimal coefficient **0**: only the
+    same-parity terms can correct the GD step (:data:`GD_FEATURE` is one of them).
+    """
+    n_prev = [(a == "prev") + (b == "prev") + (c == "prev") for a in ("s", "prev") for b in ("s", "prev")
+              for c in ("s", "prev")]
+    return torch.tensor([1 if n % 2 else -1 for n in n_prev], dtype=torch.int64)
 
 
 def fit_family(states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

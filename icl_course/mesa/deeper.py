@@ -32,13 +32,14 @@ from ._common import (
     head_products,
     model_predictions,
     per_step_loss,
+    probe_r2,
     train_sequence_model,
 )
 
-__all__ = ["DeeperSettings", "DEEPER", "new_deep_model", "train_deep", "gd_steps_predict", "fit_gd_steps",
-           "FittedSteps", "interpolated_model", "interpolation_path", "product_structure", "layer_activations",
-           "preconditioned_input", "probe_r2", "inlier_sequences", "ProbeScores", "probe_scores", "DeepVsRevAlg",
-           "deep_vs_revalg", "DepthVsSteps", "depth_vs_steps"]
+__all__ = ["DeeperSettings", "DEEPER", "new_deep_model", "train_deep", "gd_steps_predict", "gd_steps_query",
+           "constructed_gd2_model", "gd_query_probe", "fit_gd_steps", "FittedSteps", "interpolated_model",
+           "interpolation_path", "product_structure", "layer_activations", "preconditioned_input", "inlier_sequences",
+           "ProbeScores", "probe_scores", "DeepVsRevAlg", "deep_vs_revalg", "DepthVsSteps", "depth_vs_steps"]
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -99,7 +100,28 @@ def train_deep(n_layers: int, *, seed: int = 0, scale: str = "cpu", steps: int |
 
 
 # --------------------------------------------------------------------------- multi-step GD on L_t
-def gd_steps_predict(states: torch.Tensor, lrs: torch.Tensor | list[float]) -> torch.Tensor:
+def _grams(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    prev, cur = solvers.causal_pairs(states)
+    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} s_{j−1} s_{j−1}ᵀ, (B, T, D, D)
+    C = torch.cumsum(cur[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} s_j s_{j−1}ᵀ, (B, T, D, D)
+    return A, C
+
+
+def _steps(lrs: torch.Tensor | list[float], states: torch.Tensor, A: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """``(K, B, T, 1, 1)`` step sizes: ``lrs`` for every position, or ``lrs / λ_max(A_t)`` with ``normalize``."""
+    lrs = torch.as_tensor(lrs, dtype=states.dtype, device=states.device)
+    if lrs.ndim != 1 or lrs.numel() == 0:
+        raise ValueError(f"lrs must be a non-empty (K,) sequence of step sizes, got shape {tuple(lrs.shape)}")
+    if not torch.isfinite(lrs).all():
+        raise ValueError("lrs must be finite")
+    scale = torch.ones_like(A[..., :1, :1])
+    if normalize:  # A_1 = 0 (the pair (s_0, s_1) has s_0 = 0): any finite step gives the same zero prediction there
+        top = torch.linalg.eigvalsh(A)[..., -1:, None]  # (B, T, 1, 1)
+        scale = torch.where(top > 0, 1 / top.clamp_min(torch.finfo(A.dtype).tiny), torch.zeros_like(top))
+    return lrs[:, None, None, None, None] * scale
+
+
+def gd_steps_predict(states: torch.Tensor, lrs: torch.Tensor | list[float], *, normalize: bool = False) -> torch.Tensor:
     """Predictions ``ŝ_{t+1} = W_K s_t`` ``(B, T, D)`` after ``K = len(lrs)`` GD steps on the mesa objective at every
     position ``t``, from ``W_0 = 0`` with step sizes ``η_1 … η_K``.
 
@@ -109,24 +131,57 @@ def gd_steps_predict(states: torch.Tensor, lrs: torch.Tensor | list[float]) -> t
     inverse, and ``K → ∞`` (with ``η < 2/λ_max``) reaches least squares. ``K = 1`` is
     :func:`~icl_course.solvers.causal_gd_predict`.
 
+    ``normalize=True`` divides every step at position ``t`` by ``λ_max(A_t)``, the largest eigenvalue of the keys'
+    Gram matrix: a GD that knows the scale of its own objective, which grows with ``t``. Unnormalised sums, as causal
+    linear attention computes them, cannot do that division.
+
     Parameters
     ----------
     states : (B, T, D) ``s_1 … s_T``
     lrs : (K,) step sizes (a differentiable tensor is fine)
+    normalize : divide the steps at each position by ``λ_max(A_t)``
     """
     _checks.tensor("states", states, 3, "(B, T, D)")
-    lrs = torch.as_tensor(lrs, dtype=states.dtype, device=states.device)
-    if lrs.ndim != 1 or lrs.numel() == 0:
-        raise ValueError(f"lrs must be a non-empty (K,) sequence of step sizes, got shape {tuple(lrs.shape)}")
-    if not torch.isfinite(lrs).all():
-        raise ValueError("lrs must be finite")
-    prev, cur = solvers.causal_pairs(states)
-    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # (B, T, D, D)
-    C = torch.cumsum(cur[..., :, None] * prev[..., None, :], dim=1)  # (B, T, D, D)
+    A, C = _grams(states)
     W = torch.zeros_like(C)
-    for eta in lrs:
+    for eta in _steps(lrs, states, A, normalize):
         W = W + eta * (C - W @ A)
     return (W @ states[..., None])[..., 0]
+
+
+def gd_steps_query(states: torch.Tensor, lrs: torch.Tensor | list[float], *, normalize: bool = False) -> torch.Tensor:
+    """The preconditioned query ``q_K(A_t) s_t`` ``(B, T, D)`` of :func:`gd_steps_predict` — ``W_K s_t = C_t q_K(A_t)
+    s_t`` — built by ``z ← (I − η_k A_t) z + η_k s_t`` from ``z = 0``. As ``K`` grows (stable steps) it tends to
+    ``A_t⁻¹ s_t``: what K steps of GD hold of the preconditioned input :func:`preconditioned_input`."""
+    _checks.tensor("states", states, 3, "(B, T, D)")
+    A, _ = _grams(states)
+    z = torch.zeros_like(states)
+    for eta in _steps(lrs, states, A, normalize):
+        z = z - eta[..., 0] * (A @ z[..., None])[..., 0] + eta[..., 0] * states
+    return z
+
+
+def constructed_gd2_model(lr1: float, lr2: float, dim: int = DYNAMICS.dim,
+                          dtype: torch.dtype = torch.float32) -> CausalStack:
+    """Two causal linear-attention layers that take two GD steps (``η_1``, ``η_2``) on the mesa objective exactly.
+
+    ``W_2 = C_t q_2(A_t)`` with ``q_2(a) = (η_1 + η_2)(1 − γ a)``, ``γ = η_1 η_2 / (η_1 + η_2)``: layer 1 rewrites the
+    *query* copy of ``s_t`` (slot 3 of ``(0, s_t, s_t, s_{t−1})``) into ``(I − γ A_t) s_t`` — keys and values
+    ``s_{j−1}`` from slot 4, ``j ≤ t``, so it stays causal — and layer 2 is the one-step layer with step
+    ``η_1 + η_2``, queries from that slot, keys ``s_{j−1}`` and values ``s_j``. Each further layer can apply one more
+    real root of ``1 − a q_K(a)`` to the query in the same way."""
+    D = _checks.positive_int("dim", dim)
+    eta = float(lr1) + float(lr2)
+    if not eta > 0:
+        raise ValueError(f"lr1 + lr2 must be positive, got {lr1} and {lr2}")
+    gamma = float(lr1) * float(lr2) / eta
+
+    def slot(i: int) -> torch.Tensor:  # (D, 4D): reads slot i
+        return torch.eye(D, 4 * D, dtype=dtype).roll(i * D, dims=1)
+
+    precondition = CausalSelfAttention.from_matrices(slot(2), slot(3), slot(3), -gamma * slot(2).T.contiguous())
+    step = CausalSelfAttention.from_matrices(slot(2), slot(3), slot(1), eta * slot(0).T.contiguous())
+    return CausalStack([precondition, step])
 
 
 class FittedSteps(NamedTuple):
@@ -136,14 +191,16 @@ class FittedSteps(NamedTuple):
     loss: float
 
 
-def _spectral(batch: tasks.DynamicsBatch) -> tuple[torch.Tensor, ...]:
+def _spectral(batch: tasks.DynamicsBatch, normalize: bool = False) -> tuple[torch.Tensor, ...]:
     """Per sequence and position, what the loss of any ``K``-step GD depends on, in float64: the eigenvalues ``a``
     of ``A_t``, ``u = Uᵀ s_t``, ``G = MᵀM`` and ``h = Mᵀ s_{t+1}`` with ``M = C_t U``, and ``‖s_{t+1}‖²``."""
     states, targets = batch.inputs.double(), batch.targets.double()
-    prev, cur = solvers.causal_pairs(states)
-    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # (B, T, D, D)
-    C = torch.cumsum(cur[..., :, None] * prev[..., None, :], dim=1)
+    A, C = _grams(states)
     a, U = torch.linalg.eigh(A)  # (B, T, D), (B, T, D, D)
+    if normalize:  # steps η_k / λ_max(A_t): the polynomial sees the eigenvalues a / λ_max and C_t / λ_max
+        top = a[..., -1:]
+        scale = torch.where(top > 0, 1 / top.clamp_min(torch.finfo(a.dtype).tiny), torch.zeros_like(top))
+        a, C = a * scale, C * scale[..., None]
     M = C @ U
     u = (U.mT @ states[..., None])[..., 0]
     return a, u, M.mT @ M, (M.mT @ targets[..., None])[..., 0], (targets**2).sum(-1)
@@ -158,8 +215,8 @@ def _spectral_loss(lrs: torch.Tensor, a: torch.Tensor, u: torch.Tensor, G: torch
     return 0.5 * (c - 2 * (h * p).sum(-1) + (p[..., None, :] @ G @ p[..., :, None])[..., 0, 0]).mean()
 
 
-def fit_gd_steps(batch: tasks.DynamicsBatch, n_steps: int, *, lo: float = 0.005, hi: float = 0.06,
-                 iters: int = 100) -> FittedSteps:
+def fit_gd_steps(batch: tasks.DynamicsBatch, n_steps: int, *, normalize: bool = False, lo: float | None = None,
+                 hi: float | None = None, iters: int = 100) -> FittedSteps:
     """The ``n_steps`` step sizes of :func:`gd_steps_predict` that minimise the mean per-position loss on ``batch``
     (L-BFGS in float64): the best ``K``-step GD from ``W_0 = 0``, one step size per step.
 
@@ -169,12 +226,17 @@ def fit_gd_steps(batch: tasks.DynamicsBatch, n_steps: int, *, lo: float = 0.005,
     Chebyshev acceleration. The loss is evaluated in the eigenbasis of every ``A_t`` (:func:`_spectral`), ``O(D²)``
     per position and step size instead of ``O(D³)``; a test checks it against :func:`gd_steps_predict`.
 
+    ``normalize``: the steps of ``gd_steps_predict(..., normalize=True)``, relative to ``λ_max(A_t)`` (start spread
+    over ``[0.2, 2]`` instead of ``[0.005, 0.06]``).
+
     Step sizes fitted on one batch can blow up on another: a large step is safe only up to the largest eigenvalue
     of ``A_t`` it was fitted on. Fit on the batch you score on for an upper bound on what ``K``-step GD can do.
     """
     n_steps = _checks.positive_int("n_steps", n_steps)
-    spec = _spectral(batch)
-    start = torch.linspace(lo, hi, n_steps, dtype=torch.float64) if n_steps > 1 else torch.tensor([0.03])
+    spec = _spectral(batch, normalize)
+    lo = lo if lo is not None else (0.2 if normalize else 0.005)
+    hi = hi if hi is not None else (2.0 if normalize else 0.06)
+    start = torch.linspace(lo, hi, n_steps, dtype=torch.float64) if n_steps > 1 else torch.tensor([(lo + hi) / 2])
     lrs = start.double().clone().requires_grad_(True)
     opt = torch.optim.LBFGS([lrs], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
 
@@ -256,25 +318,6 @@ def preconditioned_input(states: torch.Tensor, lam: float = 1e-3) -> torch.Tenso
     return torch.linalg.solve(A + lam * eye, states[..., None])[..., 0]
 
 
-def probe_r2(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor) -> torch.Tensor:
-    """Per position, the held-out R² ``(T,)`` of a linear probe (least squares, no intercept, one probe per
-    position) fitted on ``(train_x (B, T, F), train_y (B, T, D))`` and scored on ``(test_x, test_y)``:
-    ``1 − Σ‖ŷ − y‖² / Σ‖y − ȳ‖²`` (1: the target is a linear function of the activation; 0: no better than its
-    mean)."""
-    for name, x in (("train_x", train_x), ("train_y", train_y), ("test_x", test_x), ("test_y", test_y)):
-        _checks.tensor(name, x, 3, "(B, T, ·)")
-    if train_x.shape[:2] != train_y.shape[:2] or test_x.shape[:2] != test_y.shape[:2] \
-            or train_x.shape[1:] != test_x.shape[1:] or train_y.shape[2] != test_y.shape[2]:
-        raise ValueError(f"probe shapes must agree: train_x {tuple(train_x.shape)}, train_y {tuple(train_y.shape)}, "
-                         f"test_x {tuple(test_x.shape)}, test_y {tuple(test_y.shape)}")
-    X, Y = train_x.double().transpose(0, 1), train_y.double().transpose(0, 1)  # (T, B, F), (T, B, D)
-    coef = torch.linalg.lstsq(X, Y, driver="gelsd").solution  # (T, F, D)
-    Xt, Yt = test_x.double().transpose(0, 1), test_y.double().transpose(0, 1)
-    sse = ((Xt @ coef - Yt) ** 2).sum((1, 2))
-    sst = ((Yt - Yt.mean(1, keepdim=True)) ** 2).sum((1, 2))
-    return 1 - sse / sst
-
-
 class ProbeScores(NamedTuple):
     """Held-out probe R² per read-out point (input, after layer 1, …) and position: ``next`` and
     ``preconditioned`` ``(L + 1, T)``."""
@@ -313,14 +356,30 @@ def probe_scores(model: CausalStack, train_batch: tasks.DynamicsBatch, test_batc
                        torch.stack([probe_r2(a, p_tr, b, p_te) for a, b in zip(a_tr, a_te)]))
 
 
+def gd_query_probe(train_batch: tasks.DynamicsBatch, test_batch: tasks.DynamicsBatch, lrs: torch.Tensor, *,
+                   lam: float = 1e-3, threshold: float = 3.0, normalize: bool = False) -> torch.Tensor:
+    """The reference level for :func:`probe_scores`' preconditioned-input probe: held-out R² ``(T,)`` of a probe that
+    reads the constructed token *and* ``K``-step GD's own preconditioned query :func:`gd_steps_query` — how much of
+    ``(A_t + λI)⁻¹ s_t`` ``K`` steps of GD hold. Same sequences, inliers and protocol as :func:`probe_scores`."""
+    data = []
+    for b in (train_batch, test_batch):
+        s = b.inputs.double()
+        pre = preconditioned_input(s, lam)
+        keep = inlier_sequences(pre, threshold)
+        x = torch.cat([tasks.mesa_tokens(s), gd_steps_query(s, lrs, normalize=normalize)], dim=-1)
+        data.append((x[keep], pre[keep]))
+    return probe_r2(data[0][0], data[0][1], data[1][0], data[1][1])
+
+
 # ------------------------------------------------------------------------------------- claim value
 class DeepVsRevAlg(NamedTuple):
     """The trained ``L``-layer model against its RevAlg-d: mean losses, the largest loss along the interpolation
-    path, and the smallest fraction of any head's product energy on block diagonals."""
+    path, and the mean and the smallest fraction of a head's product energy on block diagonals."""
 
     trained: float
     revalg: float
     path_max: float
+    structure_mean: float
     structure_min: float
 
 
@@ -328,22 +387,27 @@ def deep_vs_revalg(model: CausalStack, batch: tasks.DynamicsBatch, alphas: torch
                    dim: int = DYNAMICS.dim) -> DeepVsRevAlg:
     """The claim value: :func:`interpolation_path` at ``alphas`` (which must start at 0 and end at 1)."""
     path = interpolation_path(model, batch, alphas, dim)
-    return DeepVsRevAlg(float(path[0]), float(path[-1]), float(path.max()),
-                        float(product_structure(model, dim).min()))
+    structure = product_structure(model, dim)
+    return DeepVsRevAlg(float(path[0]), float(path[-1]), float(path.max()), float(structure.mean()),
+                        float(structure.min()))
 
 
 class DepthVsSteps(NamedTuple):
-    """Mean losses of trained ``L``-layer models and of ``K``-step GD with the best step sizes (dicts keyed by ``L``
-    and ``K``), and ridge (``λ = 10⁻³``, pairs ``j ≤ t``)."""
+    """Mean losses of trained ``L``-layer models, of ``K``-step GD with ``K`` fitted step sizes shared by every
+    position (``gd``) and with those steps divided at each position by ``λ_max(A_t)`` (``gd_normalized``) — dicts
+    keyed by ``L`` and ``K`` —, and ridge (``λ = 10⁻³``, pairs ``j ≤ t``)."""
 
     trained: dict[int, float]
     gd: dict[int, float]
+    gd_normalized: dict[int, float]
     ridge: float
 
 
 def depth_vs_steps(trained_curves: dict[int, torch.Tensor], gd_curves: dict[int, torch.Tensor],
-                   ridge_curve: torch.Tensor) -> DepthVsSteps:
+                   gd_normalized_curves: dict[int, torch.Tensor], ridge_curve: torch.Tensor) -> DepthVsSteps:
     """The claim value from per-position loss curves."""
-    mean = lambda c: float(c.double().mean())
-    return DepthVsSteps({L: mean(c) for L, c in trained_curves.items()}, {K: mean(c) for K, c in gd_curves.items()},
-                        mean(ridge_curve))
+    def mean(curves: dict[int, torch.Tensor]) -> dict[int, float]:
+        return {k: float(c.double().mean()) for k, c in curves.items()}
+
+    return DepthVsSteps(mean(trained_curves), mean(gd_curves), mean(gd_normalized_curves),
+                        float(ridge_curve.double().mean()))

@@ -5,18 +5,18 @@ matrix state ``S_t`` and read out ``S_t q_t``, each state an (approximate) minim
 - linear attention: ``S_t = S_{t−1} + η v_t k_tᵀ`` (one GD step from 0 on ``L_t``; ``solvers.causal_gd_predict``);
 - the delta rule: ``S_t = S_{t−1} + β_t (v_t − S_{t−1} k_t) k_tᵀ`` (one GD step per token on the newest pair;
   ``solvers.causal_delta_predict``, and :func:`delta_attention` for attention heads);
-- the gated delta rule: ``S_t = α S_{t−1}(I − β_t k_t k_tᵀ) + β_t v_t k_tᵀ`` (:func:`causal_gated_delta_predict`);
+- the gated delta rule: ``S_t = α S_{t−1}(I − β_t k_t k_tᵀ) + β_t v_t k_tᵀ`` (:func:`causal_gated_delta_predict`),
+  the same step after shrinking the memory: an algorithm for the *discounted* objective (older terms weighed down);
 - the mesa layer: the exact ridge minimiser (``solvers.causal_ridge_predict``), or ``k`` conjugate-gradient steps
   towards it (:func:`causal_cg_ridge_predict`).
 
-Also: the family on the linear-dynamics task without training (:func:`family_curves`, :func:`cg_sweep`), one trained
-DeltaNet-style layer (:class:`DeltaLayer`), and the claim values M14–M17.
+Also: the family on the task without training (:func:`family_curves`, :func:`cg_sweep`, :func:`switching_dynamics`),
+one trained DeltaNet-style layer (:class:`DeltaLayer`), and the claim values M14–M17.
 
 References
 ----------
-Schlag et al. (2021) (the delta rule in attention); Yang et al. (2024) (DeltaNet, its parallel form); Yang, Kautz and
-Hatamizadeh (2025) (Gated DeltaNet); von Oswald et al. (2023) (the mesa layer) and (2025) (MesaNet: the mesa layer by
-conjugate gradients). Part IV, chapter ``book/part4_family.ipynb``.
+Schlag et al. (2021); Yang et al. (2024) (DeltaNet, its parallel form); Yang, Kautz and Hatamizadeh (2025) (Gated
+DeltaNet); von Oswald et al. (2023) (the mesa layer), (2025) (MesaNet). Part IV, ``book/part4_family.ipynb``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ from ._common import DYNAMICS, model_predictions, per_step_loss, train_sequence_
 
 __all__ = ["delta_attention", "causal_gated_delta_predict", "causal_cg_ridge_predict", "cg_path", "normalized_beta",
            "DeltaLayer", "constructed_delta_layer", "new_delta_model", "train_delta_layer", "FAMILY_LAM", "CG_STEPS",
-           "GATE_ALPHAS", "GATE_BETAS",
-           "delta_beta_line_search", "gated_delta_grid", "FamilyFit", "family_curves", "CGSweep", "cg_sweep",
-           "FamilyExactness", "family_exactness", "FamilyOrdering", "family_ordering", "CGConditioning",
-           "cg_conditioning", "DeltaVsLinear", "delta_vs_linear"]
+           "GATE_ALPHAS", "GATE_BETAS", "delta_beta_line_search", "gated_delta_grid", "FamilyFit", "family_curves",
+           "CGSweep", "cg_sweep", "switching_dynamics", "FamilyExactness", "family_exactness", "FamilyOrdering",
+           "family_ordering", "CGConditioning", "cg_conditioning", "DeltaVsLinear", "delta_vs_linear"]
 
 FAMILY_LAM = 1e-3
 """The ridge λ of the exact solution and of the conjugate-gradient solves (the official least-squares baseline's)."""
@@ -108,11 +107,7 @@ def causal_gated_delta_predict(states: torch.Tensor, alpha: float, beta: float |
 
     ``S_t = α S_{t−1}(I − β_t s_{t−1} s_{t−1}ᵀ) + β_t s_t s_{t−1}ᵀ`` from ``S_0 = 0`` (keys ``s_{t−1}``, values ``s_t``,
     query ``s_t``); ``alpha = 1`` is :func:`~icl_course.solvers.causal_delta_predict`. ``beta``: a float or per-token
-    ``(B, T)`` (e.g. :func:`normalized_beta`).
-
-    References
-    ----------
-    Yang, Kautz and Hatamizadeh (2025), "Gated Delta Networks" (the gated delta rule).
+    ``(B, T)`` (e.g. :func:`normalized_beta`). Yang, Kautz and Hatamizadeh (2025), "Gated Delta Networks".
     """
     prev, cur = solvers.causal_pairs(states)
     B, T, _ = states.shape
@@ -126,35 +121,36 @@ def causal_gated_delta_predict(states: torch.Tensor, alpha: float, beta: float |
     return delta_attention(states[:, None], prev[:, None], cur[:, None], b[:, None], alpha)[:, 0]  # (B, T, D)
 
 
-def causal_cg_ridge_predict(states: torch.Tensor, lam: float, steps: int) -> torch.Tensor:
+def causal_cg_ridge_predict(states: torch.Tensor, lam: float, steps: int, start: str = "zero") -> torch.Tensor:
     """Predictions ``(B, T, D)`` of the mesa layer with its solve replaced by ``steps`` conjugate-gradient steps.
 
-    At every position ``ŝ_{t+1} = C_t z_t`` with ``C_t = Σ_{j≤t} s_j s_{j−1}ᵀ`` and ``z_t`` the CG iterate, started
-    from 0, for ``(A_t + λI) z = s_t`` with ``A_t = Σ_{j≤t} s_{j−1} s_{j−1}ᵀ``. With ``steps = D`` it is exact in
-    exact arithmetic (:func:`~icl_course.solvers.causal_ridge_predict`); ``k`` steps minimise ``‖z − z*‖`` in the
-    ``(A_t + λI)``-norm over the Krylov space of dimension ``k``, which need not make the prediction better.
-
-    References
-    ----------
-    Hestenes and Stiefel (1952) (conjugate gradients); von Oswald et al. (2025), "MesaNet" (the mesa layer solved by
-    CG); Part IV, "One family: linear attention, the delta rule, the mesa layer".
+    At every position ``ŝ_{t+1} = C_t z_t`` with ``C_t = Σ_{j≤t} s_j s_{j−1}ᵀ`` and ``z_t`` the CG iterate for
+    ``(A_t + λI) z = s_t``, ``A_t = Σ_{j≤t} s_{j−1} s_{j−1}ᵀ``, from ``z = 0`` or (``start="jacobi"``, as MesaNet's
+    decoding kernel in flash-linear-attention) from ``s_t / diag(A_t + λI)``. Exact in exact arithmetic with
+    ``steps = D`` (:func:`~icl_course.solvers.causal_ridge_predict`), and from 0 already at every position
+    ``t ≤ steps``: ``s_0 = 0``, so ``A_t + λI`` is ``λI`` plus rank ``≤ t − 1``, with at most ``t`` distinct
+    eigenvalues. ``k`` steps minimise ``‖z − z*‖`` in the ``(A_t + λI)``-norm over a Krylov space of dimension ``k``,
+    which need not make the prediction better. Hestenes and Stiefel (1952); von Oswald et al. (2025), "MesaNet".
     """
     steps = _checks.positive_int("steps", steps)
-    return cg_path(states, lam, (steps,))[steps]
+    return cg_path(states, lam, (steps,), start)[steps]
 
 
-def cg_path(states: torch.Tensor, lam: float, steps: tuple[int, ...]) -> dict[int, torch.Tensor]:
+def cg_path(states: torch.Tensor, lam: float, steps: tuple[int, ...], start: str = "zero") -> dict[int, torch.Tensor]:
     """:func:`causal_cg_ridge_predict` for every ``k`` in ``steps`` from one CG run (the iterates are nested)."""
     _checks.tensor("states", states, 3, "(B, T, D)")
     lam = _checks.positive_float("lam", lam)
     keep = {_checks.positive_int("steps", k) for k in steps}
+    if start not in ("zero", "jacobi"):
+        raise ValueError(f"start must be 'zero' or 'jacobi', got {start!r}")
     prev, cur = solvers.causal_pairs(states)
     eye = torch.eye(states.shape[-1], dtype=states.dtype, device=states.device)
     A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1) + lam * eye  # (B, T, D, D)
     C = torch.cumsum(cur[..., :, None] * prev[..., None, :], dim=1)  # (B, T, D, D)
     dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # (B, T, 1)
     safe = lambda num, den: torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), 0 * num)
-    z, r = torch.zeros_like(states), states.clone()  # z_0 = 0, residual r_0 = s_t
+    z = torch.zeros_like(states) if start == "zero" else states / A.diagonal(dim1=-2, dim2=-1)  # z_0: 0 or Jacobi
+    r = states - (A @ z[..., None])[..., 0]
     p, rr, out = r.clone(), dot(r, r), {}
     for k in range(1, max(keep) + 1):
         Ap = (A @ p[..., None])[..., 0]
@@ -175,14 +171,10 @@ class DeltaLayer(CausalSelfAttention):
     ``from_matrices``, ``matrices()``, ``heads()``), a write strength per head ``β_{h,t} = sigmoid(w_{β,h}·e_t +
     b_{β,h})`` (``W_beta``, starting at 1/2) and the state ``S_{h,t} = S_{h,t−1} + β_{h,t} (v_t − S_{h,t−1} k_t)
     k_tᵀ`` (:func:`delta_attention`). With ``normalize=True`` queries and keys are scaled to unit length, as in
-    DeltaNet: then ``β ∈ (0, 1)`` keeps every step a contraction. With rows as tokens and one head,
-    ``E_out = E + delta_attention(E W_Qᵀ, E W_Kᵀ, E W_Vᵀ, β) W_Oᵀ``; the inherited ``scores()`` weigh the
-    pseudo-values ``u`` of :func:`delta_attention`, not the values.
-
-    References
-    ----------
-    Schlag et al. (2021); Yang et al. (2024) (DeltaNet: sigmoid β, L2-normalised queries and keys); Part IV,
-    "One family: linear attention, the delta rule, the mesa layer".
+    DeltaNet: then with ``β ∈ (0, 1)`` every step ``I − β k kᵀ`` is non-expansive (eigenvalue ``1 − β`` along ``k``, 1
+    across it). With rows as tokens and one head, ``E_out = E + delta_attention(E W_Qᵀ, E W_Kᵀ, E W_Vᵀ, β) W_Oᵀ``;
+    the inherited ``scores()`` weigh the pseudo-values ``u`` of :func:`delta_attention`, not the values. Schlag et
+    al. (2021); Yang et al. (2024) (DeltaNet: sigmoid β, L2-normalised queries and keys).
     """
 
     def __init__(self, dim: int, n_heads: int = 1, key_size: int | None = None, *, attention: str = "linear",
@@ -249,11 +241,7 @@ def train_delta_layer(settings, *, seed: int = 0, steps: int | None = None, eval
     """Train one :class:`DeltaLayer` on the budget ``settings`` describes — pass ``mesa.ONE_LAYER.pick(scale)`` for
     the one-layer linear-attention experiment's: same heads and key size, tokens, initialisation, optimiser,
     schedule, number of updates and the very same batches (weights ``seed``, stream ``seed + 1``, evaluation set
-    ``seed + 2``). About twice the CPU time of the linear layer.
-
-    References
-    ----------
-    Yang et al. (2024) (DeltaNet); Part IV, "One family: linear attention, the delta rule, the mesa layer" (M16).
+    ``seed + 2``). About twice the CPU time of the linear layer. Yang et al. (2024) (DeltaNet); Part IV, M16.
     """
     n = steps or settings.steps
     schedule = train.warmup_cosine(settings.warmup, n, settings.final_lr / settings.lr) if settings.warmup else None
@@ -277,13 +265,9 @@ def delta_beta_line_search(batch: tasks.DynamicsBatch, normalized: bool = False)
     :func:`normalized_beta`, searched in ``[0, 2]``.
     """
     s, y = batch.inputs.double(), batch.targets.double()
-    if normalized:
-        loss = lambda b: _mean_loss(solvers.causal_delta_predict(s, normalized_beta(s, b)), y)
-        hi = 2.0
-    else:
-        loss = lambda b: _mean_loss(solvers.causal_delta_predict(s, b), y)
-        hi = 2.0 / float(s.pow(2).sum(-1).max())
-    beta = solvers.line_search(loss, 0.0, hi, tol=1e-4)
+    step = (lambda b: normalized_beta(s, b)) if normalized else (lambda b: b)
+    loss = lambda b: _mean_loss(solvers.causal_delta_predict(s, step(b)), y)
+    beta = solvers.line_search(loss, 0.0, 2.0 if normalized else 2.0 / float(s.pow(2).sum(-1).max()), tol=1e-4)
     return beta, loss(beta)
 
 
@@ -357,6 +341,25 @@ def cg_sweep(batch: tasks.DynamicsBatch, lams: tuple[float, ...] = (1e-3, 1e-2, 
     return CGSweep(tuple(lams), tuple(steps), as_t(means), as_t(exact), as_t(full))
 
 
+def switching_dynamics(n_seqs: int, *, seed: int, switch: int = 25, settings=DYNAMICS,
+                       dtype: torch.dtype = torch.float64) -> tasks.DynamicsBatch:
+    """Sequences whose transition matrix changes once: the targets of positions ``t ≤ switch`` follow the first
+    regime (the task's sequences, drawn from ``seed``), those of ``t > switch`` a second Haar-orthogonal ``W`` drawn
+    after them, ``s_{t+1} = W s_t + σ ε`` from ``s_{switch+1}`` on. ``W`` of the result is the second regime's.
+    Where a forgetting gate has something to forget (Part IV, "One family")."""
+    n, k, T = _checks.positive_int("n_seqs", n_seqs), _checks.positive_int("switch", switch), settings.seq_len
+    g = runtime.generator(seed)
+    if k >= T:
+        raise ValueError(f"switch must be < seq_len = {T}, got {switch}")
+    states = tasks.sample_linear_dynamics(n, T, settings.dim, noise_std=settings.noise_std, generator=g,
+                                          dtype=dtype).states.clone()  # (B, T+1, D): index i holds s_{i+1}
+    W = tasks.haar_orthogonal(n, settings.dim, generator=g, dtype=dtype)  # (B, D, D)
+    for i in range(k + 1, T + 1):  # s_{i+1} = W s_i + σ ε, the target of position t = i > switch
+        states[:, i] = (W @ states[:, i - 1, :, None])[..., 0] + settings.noise_std * torch.randn(
+            states[:, i].shape, generator=g, dtype=dtype)
+    return tasks.DynamicsBatch(states, W)
+
+
 # ----------------------------------------------------------------------------------- claim values (M14–M17)
 class FamilyExactness(NamedTuple):
     """M14: float64 relative errors against the delta rule's recurrence (``solvers.causal_delta_predict``) of a
@@ -422,17 +425,20 @@ def cg_conditioning(sweep: CGSweep, zero: float) -> CGConditioning:
 
 
 class DeltaVsLinear(NamedTuple):
-    """M16: mean losses of the trained DeltaNet-style layer and the trained linear-attention layer (one budget), of
-    the delta rule with normalised keys at its best β, and of GD-1 at η*."""
+    """M16: mean losses of the trained DeltaNet-style and linear-attention layers (one budget), of the closed-form
+    delta rule with normalised keys at the layer's learned ``beta`` (mean over heads and tokens) and at its best β,
+    and of GD-1 at η*."""
 
     delta_layer: float
     linear_layer: float
+    delta_rule_learned: float
     delta_rule: float
     gd: float
+    beta: float
 
 
-def delta_vs_linear(curves: dict[str, torch.Tensor]) -> DeltaVsLinear:
-    """:class:`DeltaVsLinear` from per-position loss curves keyed ``"DeltaNet-style layer"``,
-    ``"linear attention layer"``, ``"delta rule, normalised keys"`` and ``"GD-1 (η*)"``."""
-    keys = ("DeltaNet-style layer", "linear attention layer", "delta rule, normalised keys", "GD-1 (η*)")
-    return DeltaVsLinear(*(float(curves[k].mean()) for k in keys))
+def delta_vs_linear(curves: dict[str, torch.Tensor], beta: float) -> DeltaVsLinear:
+    """:class:`DeltaVsLinear` from per-position loss curves keyed as ``keys`` below and the learned ``beta``."""
+    keys = ("DeltaNet-style layer", "linear attention layer", "delta rule, learned β", "delta rule, normalised keys",
+            "GD-1 (η*)")
+    return DeltaVsLinear(*(float(curves[k].mean()) for k in keys), float(beta))

@@ -67,6 +67,18 @@ def test_family_features_span_the_one_layer_models():
     assert rel(got, mesa.family_predict(b.inputs, mesa.effective_coefficients(layer, 4))) < 1e-10
 
 
+def test_family_parities_are_how_each_term_flips_under_w_to_minus_w():
+    b = _batch(5, B=3, T=9, D=4)
+    t = torch.arange(b.states.shape[1], dtype=F64)  # 0-based index m − 1 of s_m
+    flipped = b.states * (-1.0) ** t[None, :, None]  # s_m → (−1)^{m−1} s_m: the sequence of −W* (noise flipped)
+    F, F_flip = mesa.family_features(b.inputs), mesa.family_features(flipped[:, :-1])
+    target_sign = -((-1.0) ** t[:-1])  # s_{t+1} gains (−1)^t; index i = t − 1
+    parity = mesa.family_parities()
+    assert parity.tolist() == [-1, 1, 1, -1, 1, -1, -1, 1] and int(parity[mesa.GD_FEATURE]) == 1
+    for k in range(8):  # feature k at position t gains parity_k × the target's sign
+        assert torch.allclose(F_flip[k], parity[k] * target_sign[None, :, None] * F[k], atol=1e-12), k
+
+
 def test_fit_family_recovers_a_planted_combination_and_alignment_reads_the_step():
     b = tasks.sample_linear_dynamics(64, 12, 4, generator=runtime.generator(10), dtype=F64)
     planted = torch.tensor([0.0, 0.01, 0.0, 0.0, 0.05, 0.0, -0.02, 0.0], dtype=F64)
@@ -117,6 +129,18 @@ def test_fitted_gd_starts_as_gd_and_learns_w0():
         model.W0.copy_(torch.eye(10, dtype=F64) * 0.2)
     assert rel(mesa.model_predictions(model, b), solvers.causal_gd_predict(b.inputs, 0.03, 0.2 * torch.eye(10,
                                                                           dtype=F64))) < 1e-12
+
+
+def test_fitted_gd_starts_from_a_random_w0_and_records_it():
+    w0 = 0.3 * tasks.haar_orthogonal(1, 10, generator=runtime.generator(0), dtype=F64)[0]
+    model = mesa.FittedGD(10, lr=0.03, dtype=F64, w0=w0)
+    assert torch.equal(model.W0.detach(), w0) and torch.equal(model.w0_start, w0)
+    assert float(model.w0_start.norm()) == pytest.approx(0.3 * math.sqrt(10))
+    with pytest.raises(ValueError, match="w0"):
+        mesa.FittedGD(10, w0=torch.zeros(3, 3))
+    run = mesa.fit_gd_with_init(seed=0, steps=2, batch_size=4, progress=False)
+    assert float(run.model.w0_start.norm()) == pytest.approx(0.3 * math.sqrt(10), rel=1e-5)
+    assert not torch.equal(run.model.W0.detach(), run.model.w0_start)  # trained away from its start
 
 
 def test_line_search_finds_the_minimum_of_the_gd_curve():
@@ -191,9 +215,10 @@ def test_m_claims_judge_values_both_ways():
     assert _judge("M8", cl.m8_value(gd, gd * 1.05, gd * 1.01, 0.04, 0.10)) == "FAIL"  # the read-off is off
     assert _judge("M8", cl.m8_value(gd, gd * 1.01, gd * 1.0, 0.04, 0.10)) == "FAIL"  # GD alone does as well
     assert _judge("M8", cl.m8_value(gd, gd * 0.99, gd * 1.01, 0.12, 0.10)) == "FAIL"  # no closer than GD
-    assert _judge("M8b", cl.m8b_value(gd, gd, inc)) == "PASS"
-    assert _judge("M8b", cl.m8b_value(flat * 1.87, gd, inc)) == "FAIL"  # the zero predictor is not a fitted step
-    assert _judge("M8b", cl.m8b_value(inc * 1.1, inc, inc)) == "FAIL"  # near the exact solution
+    assert _judge("M8b", cl.m8b_value(gd, gd, inc, 0.95, 0.09)) == "PASS"
+    assert _judge("M8b", cl.m8b_value(flat * 1.87, gd, inc, 0.95, 0.09)) == "FAIL"  # the zero predictor is no step
+    assert _judge("M8b", cl.m8b_value(inc * 1.1, inc, inc, 0.95, 0.09)) == "FAIL"  # near the exact solution
+    assert _judge("M8b", cl.m8b_value(gd, gd, inc, 0.95, 0.5)) == "FAIL"  # W₀ did not return towards 0
     assert _judge("M2a", 1e-16) == "PASS" and _judge("M2a", 1e-6) == "FAIL"
 
 
@@ -202,3 +227,23 @@ def test_curve_gap_reports_mean_and_worst_position():
     b = torch.tensor([1.0, 2.5, 2.0], dtype=F64)
     mean_gap, worst = mesa.curve_gap(a, b)
     assert mean_gap == pytest.approx(6 / 5.5 - 1) and worst == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- exercise checkers
+def test_read_step_size_checker_rejects_block_agnostic_answers():
+    from icl_course.exercises.mesa import causal_gd as ex
+
+    ex.check_read_sequence_step_size(ex.read_sequence_step_size)
+
+    def total_sums(W_Q, W_K, W_V, W_O, dim):  # ignores which blocks the weight is in
+        return float((W_K.T @ W_Q).sum() / dim * (W_O @ W_V).sum() / dim)
+
+    def all_value_slots(W_Q, W_K, W_V, W_O, dim):  # right score block, but sums the value slots s_j and s_{j−1}
+        D = dim
+        KQ, PV = W_K.T @ W_Q, W_O @ W_V
+        return float(torch.diagonal(KQ[3 * D:, 2 * D:3 * D]).mean()
+                     * (torch.diagonal(PV[:D, 2 * D:3 * D]).mean() + torch.diagonal(PV[:D, 3 * D:]).mean()))
+
+    for wrong in (total_sums, all_value_slots):
+        with pytest.raises(AssertionError, match="GD term"):
+            ex.check_read_sequence_step_size(wrong)

@@ -61,6 +61,58 @@ def test_step_order_does_not_matter_but_values_do():
     assert rel(mesa.gd_steps_predict(s, [0.02, 0.09]), mesa.gd_steps_predict(s, [0.055, 0.055])) > 1e-3
 
 
+@pytest.mark.parametrize("lrs", [[0.05, 0.05], [0.013, 0.049], [0.1, 0.02]])
+def test_two_hand_built_layers_are_two_gd_steps(lrs):
+    s = _batch(12, T=15, D=4).inputs
+    model = mesa.constructed_gd2_model(*lrs, dim=4, dtype=F64)
+    assert rel(mesa.model_predictions(model, _batch(12, T=15, D=4)), mesa.gd_steps_predict(s, lrs)) < 1e-12
+    assert rel(mesa.model_predictions(model, _batch(12, T=15, D=4)), mesa.gd_steps_predict(s, [sum(lrs)])) > 1e-3
+    assert cl.construction_error_gd2() < 1e-12
+
+
+def test_gd_steps_query_is_what_the_steps_apply_to_the_query():
+    s = _batch(13).inputs
+    A, C = _grams(s)
+    for normalize in (False, True):
+        lrs = [0.5, 1.5] if normalize else [0.02, 0.06]
+        z = mesa.gd_steps_query(s, lrs, normalize=normalize)
+        assert rel((C @ z[..., None])[..., 0], mesa.gd_steps_predict(s, lrs, normalize=normalize)) < 1e-12
+    ev = torch.linalg.eigvalsh(A[:, -1])
+    ok = ev[:, -1] / ev[:, 0] < 50  # well-conditioned A_T: 3,000 steps converge
+    assert int(ok.sum()) >= 2
+    z = mesa.gd_steps_query(s, [1.0] * 3000, normalize=True)
+    assert rel(z[ok, -1], torch.linalg.solve(A[ok, -1], s[ok, -1])) < 1e-6  # → A_t⁻¹ s_t once A_t has full rank
+
+
+def test_normalized_steps_divide_by_the_largest_eigenvalue():
+    s = _batch(14).inputs
+    A, _ = _grams(s)
+    top = torch.linalg.eigvalsh(A)[..., -1]  # (B, T)
+    b, t = 2, 9
+    direct = mesa.gd_steps_predict(s[b:b + 1], [0.7 / float(top[b, t]), 1.3 / float(top[b, t])])[0, t]
+    assert rel(mesa.gd_steps_predict(s, [0.7, 1.3], normalize=True)[b, t], direct) < 1e-12
+    assert torch.equal(mesa.gd_steps_predict(s, [0.7], normalize=True)[:, 0], torch.zeros_like(s[:, 0]))  # A_1 = 0
+
+
+def test_fitted_normalized_steps_use_the_spectral_loss_too():
+    from icl_course.mesa.deeper import _spectral, _spectral_loss
+
+    b = mesa.dynamics_eval_set(40, seed=15)
+    lrs = torch.tensor([0.8, 1.7], dtype=F64)
+    direct = mesa.per_step_loss(mesa.gd_steps_predict(b.inputs.double(), lrs, normalize=True),
+                                b.targets.double()).mean()
+    assert abs(float(_spectral_loss(lrs, *_spectral(b, normalize=True))) / float(direct) - 1) < 1e-10
+    fit = mesa.fit_gd_steps(b, 2, normalize=True)
+    assert fit.loss < float(direct)
+
+
+def test_gd_query_probe_rises_with_the_number_of_steps():
+    fit, ev = mesa.dynamics_eval_set(300, seed=16), mesa.dynamics_eval_set(300, seed=17)
+    low = mesa.gd_query_probe(fit, ev, torch.tensor([0.03]))[14:].mean()
+    high = mesa.gd_query_probe(fit, ev, torch.tensor([0.6, 1.0, 1.4, 3.0, 6.0]), normalize=True)[14:].mean()
+    assert float(high) > float(low) + 0.1
+
+
 def test_gd_steps_rejects_bad_input():
     s = _batch().inputs
     with pytest.raises(ValueError, match="lrs"):
@@ -187,8 +239,9 @@ def test_m7_value_averages_late_positions():
     r = torch.zeros(3, T, dtype=F64)
     r[:, cl.MIN_T - 1:] = torch.tensor([0.1, 0.5, 0.9], dtype=F64)[:, None]
     r[:, :cl.MIN_T - 1] = -5.0  # early positions are left out
-    v = cl.m7_value(mesa.ProbeScores(r, r / 2))
+    v = cl.m7_value(mesa.ProbeScores(r, r / 2), r[1] / 5)
     assert v.next == pytest.approx((0.1, 0.5, 0.9)) and v.preconditioned == pytest.approx((0.05, 0.25, 0.45))
+    assert v.gd2_reference == pytest.approx(0.1)
 
 
 def _judge(cid, value):
@@ -196,19 +249,23 @@ def _judge(cid, value):
 
 
 def test_claim_judges_can_fail():
-    good = mesa.DepthVsSteps({2: 0.45, 4: 0.30}, {1: 0.90, 2: 0.63, 4: 0.41, 8: 0.27}, 0.185)
+    good = mesa.DepthVsSteps({2: 0.45, 4: 0.30}, {1: 0.90, 2: 0.66, 4: 0.44, 8: 0.29},
+                             {1: 0.55, 2: 0.33, 4: 0.23, 8: 0.20}, 0.185)
     assert _judge("M11", good)
-    assert not _judge("M11", good._replace(trained={2: 0.65, 4: 0.30}))  # no better than GD-2
+    assert not _judge("M11", good._replace(trained={2: 0.70, 4: 0.30}))  # no better than GD-2
     assert not _judge("M11", good._replace(trained={2: 0.30, 4: 0.45}))  # depth hurts
-    ok = mesa.DeepVsRevAlg(0.30, 0.295, 0.30, 0.5)
+    assert not _judge("M11", good._replace(gd_normalized={1: 0.55, 2: 0.50, 4: 0.23, 8: 0.2}))  # normalised GD worse
+    ok = mesa.DeepVsRevAlg(0.30, 0.295, 0.30, 0.85, 0.5)
     assert _judge("M10", ok)
     assert not _judge("M10", ok._replace(revalg=0.35))
     assert not _judge("M10", ok._replace(path_max=0.32))
-    assert not _judge("M10", ok._replace(structure_min=0.1))
-    probes = cl.M7Value((0.0, 0.6, 0.8, 0.9, 0.95), (0.13, 0.19, 0.28, 0.31, 0.31))
+    assert not _judge("M10", ok._replace(structure_mean=0.5))
+    probes = cl.M7Value((0.0, 0.6, 0.8, 0.9, 0.95), (0.13, 0.19, 0.28, 0.27, 0.27), 0.16)
     assert _judge("M7", probes)
-    assert not _judge("M7", probes._replace(preconditioned=(0.13, 0.15, 0.16, 0.17, 0.2)))
+    assert not _judge("M7", probes._replace(gd2_reference=0.3))
     assert not _judge("M7", probes._replace(next=(0.0, 0.6, 0.5, 0.9, 0.95)))
+    assert not _judge("M7", probes._replace(next=(0.0, 0.2, 0.3, 0.4, 0.45)))
+    assert _judge("M19", 1e-15) and not _judge("M19", 1e-6)
 
 
 # ------------------------------------------------------------------------------- the exercises' slips

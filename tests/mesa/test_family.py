@@ -123,6 +123,53 @@ def test_cg_first_step_and_nested_iterates():
         assert rel(path[k], fam.causal_cg_ridge_predict(s, 0.5, k)) < 1e-14
 
 
+@pytest.mark.parametrize("lam", [1e-3, 0.1])
+def test_cg_from_zero_is_exact_at_every_position_up_to_its_number_of_steps(lam):
+    # A_t + λI = λI + rank ≤ t − 1 (s_0 = 0) has at most t distinct eigenvalues, so k CG steps are exact for t ≤ k
+    s = _states(10, B=6, T=12, D=8)
+    ridge = solvers.causal_ridge_predict(s, lam)
+    path = fam.cg_path(s, lam, (2, 3, 5))
+    err = lambda p, t: rel(p[:, t - 1], ridge[:, t - 1])  # position t (1-based)
+    for k, p in path.items():
+        assert max(err(p, t) for t in range(2, k + 1)) < 1e-8, k
+        assert err(p, k + 2) > 1e-4, k  # two positions later the Krylov space is too small
+    # steepest descent (directions not conjugated) is not exact at t = k: would be caught
+    prev, _ = solvers.causal_pairs(s)
+    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], 1) + lam * torch.eye(8, dtype=F64)
+    z, r = torch.zeros_like(s), s.clone()
+    for _ in range(3):
+        Ar = (A @ r[..., None])[..., 0]
+        a = (r * r).sum(-1, keepdim=True) / (r * Ar).sum(-1, keepdim=True)
+        z, r = z + a * r, r - a * Ar
+    zc = torch.linalg.solve(A, s[..., None])[..., 0]
+    assert rel(z[:, 2], zc[:, 2]) > 1e-4
+
+
+def test_cg_jacobi_start():
+    s = _states(11, T=8)
+    prev, _ = solvers.causal_pairs(s)
+    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], 1) + 0.5 * torch.eye(4, dtype=F64)
+    C = torch.cumsum(solvers.causal_pairs(s)[1][..., :, None] * prev[..., None, :], 1)
+    z0 = s / A.diagonal(dim1=-2, dim2=-1)  # the Jacobi guess
+    r0 = s - (A @ z0[..., None])[..., 0]
+    a = (r0 * r0).sum(-1, keepdim=True) / (r0 * (A @ r0[..., None])[..., 0]).sum(-1, keepdim=True)
+    one = fam.causal_cg_ridge_predict(s, 0.5, 1, start="jacobi")
+    assert rel(one[:, 1:], (C @ (z0 + a * r0)[..., None])[:, 1:, :, 0]) < 1e-12  # t = 1: A = λI, z0 is exact
+    assert rel(one, fam.causal_cg_ridge_predict(s, 0.5, 1)) > 1e-3  # a different start
+    assert rel(fam.causal_cg_ridge_predict(s, 0.5, 4, start="jacobi"), solvers.causal_ridge_predict(s, 0.5)) < 1e-8
+
+
+def test_switching_dynamics_changes_its_transition_matrix_once():
+    b = fam.switching_dynamics(5, seed=3, switch=20)
+    assert b.states.shape == (5, 51, 10) and b.states.dtype == F64
+    first = tasks.sample_linear_dynamics(5, 50, 10, noise_std=0.01, generator=runtime.generator(3), dtype=F64)
+    assert torch.equal(b.inputs[:, :21], first.inputs[:, :21])  # s_1 … s_21: the first regime's
+    resid = lambda W, t: float((b.targets[:, t - 1] - (W @ b.inputs[:, t - 1, :, None])[..., 0]).norm(dim=-1).max())
+    assert max(resid(first.W, t) for t in range(1, 21)) < 0.1  # targets of t ≤ switch: the first W
+    assert max(resid(b.W, t) for t in range(21, 51)) < 0.1  # of t > switch: the second
+    assert min(resid(b.W, t) for t in range(1, 20)) > 0.1 and resid(first.W, 21) > 0.1
+
+
 def test_cg_with_D_steps_solves_a_well_conditioned_system():
     s = _states(7)
     ridge = solvers.causal_ridge_predict(s, 1.0)
@@ -149,6 +196,8 @@ def test_delta_attention_rejects_bad_input(call, match):
     (lambda s: fam.causal_cg_ridge_predict(s, 0.0, 2), "lam must be > 0"),
     (lambda s: fam.causal_cg_ridge_predict(s, 1e-3, 0), "steps must be"),
     (lambda s: fam.cg_path(s[0], 1e-3, (1,)), "states must have shape"),
+    (lambda s: fam.cg_path(s, 1e-3, (1,), start="ones"), "start must be 'zero' or 'jacobi'"),
+    (lambda s: fam.switching_dynamics(2, seed=0, switch=50), "switch must be < seq_len"),
     (lambda s: fam.DeltaLayer.from_matrices(*(torch.eye(4, dtype=F64),) * 4, beta=1.0), r"beta must be in \(0, 1\)"),
     (lambda s: fam.DeltaLayer.from_matrices(torch.eye(4), torch.eye(3), torch.eye(4), torch.eye(4)), "W_K must have"),
     (lambda s: fam.DeltaLayer(8, attention="softmax"), "attention is 'linear'"),
@@ -175,7 +224,8 @@ def test_family_curves_ordering_and_cg_sweep_smoke():
 
 def test_delta_vs_linear_and_a_short_training_run():
     curves = {k: torch.full((50,), float(i)) for i, k in enumerate(
-        ("DeltaNet-style layer", "linear attention layer", "delta rule, normalised keys", "GD-1 (η*)"))}
-    assert fam.delta_vs_linear(curves) == fam.DeltaVsLinear(0.0, 1.0, 2.0, 3.0)
+        ("DeltaNet-style layer", "linear attention layer", "delta rule, learned β", "delta rule, normalised keys",
+         "GD-1 (η*)"))}
+    assert fam.delta_vs_linear(curves, 0.6) == fam.DeltaVsLinear(0.0, 1.0, 2.0, 3.0, 4.0, 0.6)
     run = fam.train_delta_layer(mesa.ONE_LAYER.cpu, seed=0, steps=3, eval_size=8, progress=False)
     assert run.history.steps == 3 and isinstance(run.model.layers[0], fam.DeltaLayer)

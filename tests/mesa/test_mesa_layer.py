@@ -377,6 +377,11 @@ def test_mesa_exactness_and_drift_lesson():
     assert drift.downdate_float64 < 1e-7  # float64 survives the downdates …
     assert drift.downdate_float32 > 1e-2  # … float32 does not (measured ~12–14 % at T = 256)
     assert drift.recompute_float32 < 1e-2  # recomputing forward from checkpoints keeps float32 gradients usable
+    assert drift.solve_float32 < 1e-2 and drift.downdate_float32_max >= drift.downdate_float32
+    # the downdates are harmless once λ is large against ‖k‖² (here ‖k‖² ≈ 1): the lesson is about small ridges
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 1, 64, 8, generator=gen, dtype=F64) / 8**0.5 for _ in range(3))
+    assert ml.float32_drift(q, k, v, 1.0).downdate_float32 < 1e-4 < ml.float32_drift(q, k, v, 1e-4).downdate_float32
 
 
 # ----------------------------------------------------------------------------------- trained mesa layers

@@ -8,7 +8,9 @@ from .causal_gd import __all__ as _causal_gd_all
 from .mesa_layer import *  # noqa: F401,F403  (registers M4a, M4, M5, M9)
 from .deeper import *  # noqa: F401,F403  (registers M11, M10, M7)
 from .deeper import __all__ as _deeper_all
+from .mesa_dataset import *  # noqa: F401,F403  (registers M12, M13, M18)
+from .mesa_dataset import __all__ as _mesa_dataset_all
 from .family import *  # noqa: F401,F403  (registers M14–M17)
 # isort: on
 
-__all__ = list(_causal_gd_all) + list(_deeper_all)
+__all__ = list(_causal_gd_all) + list(_deeper_all) + list(_mesa_dataset_all)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ... import mesa, tasks, train
+from ... import mesa, solvers, tasks, train
 from ...reproduce import Claim, Context, register
 from ._common import LAM, eta, eval_set
 from .causal_gd import _trained
@@ -26,12 +26,22 @@ def _masked_curve(model: torch.nn.Module, batch: tasks.DynamicsBatch) -> torch.T
     return mesa.per_step_loss(mesa.model_predictions(model.to("cpu"), batch, masked=True), batch.targets)
 
 
+M16_TOL = 0.05
+"""M16's band around the closed form at the learned β, either side: measured −1.9 % (seed 0) and −1.8 % (seed 1)."""
+
+
 def _m16(ctx: Context) -> mesa.DeltaVsLinear:
     ev, fit = eval_set(ctx), _fit(ctx)
-    return mesa.delta_vs_linear({"DeltaNet-style layer": _masked_curve(_delta_run(ctx).model, ev),
+    model = _delta_run(ctx).model.to("cpu")
+    with torch.no_grad():  # the learned write strength, mean over heads and tokens
+        beta = float(model.layers[0].beta(tasks.mesa_tokens(ev.inputs, masked=True)).mean())
+    s, y = ev.inputs.double(), ev.targets.double()
+    at_beta = mesa.per_step_loss(solvers.causal_delta_predict(s, mesa.normalized_beta(s, beta)), y)
+    return mesa.delta_vs_linear({"DeltaNet-style layer": _masked_curve(model, ev),
                                  "linear attention layer": _masked_curve(_trained(ctx).model, ev),
+                                 "delta rule, learned β": at_beta,
                                  "delta rule, normalised keys": fit.curves["delta rule, normalised keys"],
-                                 "GD-1 (η*)": fit.curves["GD-1 (η*)"]})
+                                 "GD-1 (η*)": fit.curves["GD-1 (η*)"]}, beta)
 
 
 def _m17(ctx: Context) -> mesa.CGConditioning:
@@ -66,19 +76,23 @@ register(Claim(
 register(Claim(
     id="M16", chapter=CHAPTER,
     claim="a trained DeltaNet-style layer beats a trained linear-attention layer on the same budget (1,500 updates "
-          "of 128 sequences, same batches, tokens, heads and initialisation) and reaches the delta rule's loss",
-    reference="the delta rule with normalised keys at its best β (closed form, this chapter); a one-layer linear "
-              "attention implements one GD step (von Oswald et al. 2023)",
-    tolerance="DeltaNet layer < 0.5 × the linear layer, and within 15 % of the delta rule with normalised keys",
+          "of 128 sequences, same batches, tokens, heads and initialisation), and it is the closed-form delta rule "
+          "with normalised keys at the write strength β it learned",
+    reference="the delta rule with normalised keys at the layer's learned β, the mean over heads and tokens (closed "
+              "form, this chapter); a one-layer linear attention implements one GD step (von Oswald et al. 2023)",
+    tolerance=f"DeltaNet layer < 0.5 × the linear layer, and within {M16_TOL:.0%} of the closed form at its learned β "
+              "(either side)",
     measure=_m16,
-    judge=lambda v, ctx: v.delta_layer < 0.5 * v.linear_layer and v.delta_layer <= 1.15 * v.delta_rule,
+    judge=lambda v, ctx: v.delta_layer < 0.5 * v.linear_layer
+    and abs(v.delta_layer / v.delta_rule_learned - 1) <= M16_TOL,
     show=lambda v: f"DeltaNet layer {v.delta_layer:.3f} vs linear layer {v.linear_layer:.3f}; delta rule "
-                   f"(normalised keys) {v.delta_rule:.3f}, GD-1 {v.gd:.3f}"))
+                   f"(normalised keys) at the learned β = {v.beta:.2f}: {v.delta_rule_learned:.3f}, at its best β: "
+                   f"{v.delta_rule:.3f}; GD-1 {v.gd:.3f}"))
 
 register(Claim(
     id="M17", chapter=CHAPTER,
     claim="k conjugate-gradient steps approach the mesa layer's exact solution at a rate set by the conditioning: "
-          "at λ = 1 four steps nearly suffice; at λ = 1e-3 fewer than D steps are worse than predicting zero",
+          "at λ = 1 four steps nearly suffice; at λ = 1e-3 1, 2 and 4 steps are worse than predicting zero",
     reference="CG is exact after D steps in exact arithmetic (Hestenes and Stiefel 1952); MesaNet solves the mesa "
               "layer's system by CG (von Oswald et al. 2025)",
     tolerance="λ = 1: CG-4 within 5 % and CG-8 within 1 % of the exact ridge; λ = 1e-3: CG-1, 2, 4 above the zero "

@@ -45,7 +45,8 @@ register(Claim(
     id="M4", chapter=CHAPTER, claim="one trained mesa layer ≈ ridge least squares on the pairs j ≤ t",
     reference="the mesa layer solves the in-context least-squares problem at every step (von Oswald et al. 2023); "
               "ridge λ = 1e-3 on pairs j ≤ t (closed form); trained 3,000 Adam steps of 32 sequences (mesa.MESA.cpu)",
-    tolerance="mean within 5 % of ridge (j ≤ t); loss < 0.01 at every t ≥ 15",
+    tolerance="mean within 5 % of ridge (j ≤ t); loss < 0.01 at every t ≥ 15 (a bound for this budget: seeds 0–2 "
+              "measure 0.0081–0.0083, see mesa.MESA)",
     measure=_m4,
     judge=lambda v, ctx: v.mesa <= 1.05 * v.ridge and v.worst_late < 0.01,
     show=lambda v: f"mesa {v.mesa:.3f} vs ridge {v.ridge:.3f} ({100 * (v.mesa / v.ridge - 1):+.1f} %), "
@@ -62,11 +63,13 @@ register(Claim(
 
 register(Claim(
     id="M9", chapter=CHAPTER,
-    claim="one mesa layer beats causal linear and softmax transformers of 1, 2 and 4 layers trained on the same "
-          "budget (1,000 updates of 32 sequences, same batches, optimiser and init; activation clip ±1.5)",
-    reference="a single mesa layer outperforms linear (and softmax) transformers on this task (von Oswald et al. "
-              "2023)",
-    tolerance="mean loss of the mesa layer < 0.8 × that of the best linear and of the best softmax stack",
+    claim="one mesa layer beats attention-only causal linear and softmax stacks (no MLP, LayerNorm or positional "
+          "encoding) of 1, 2 and 4 layers trained on the same budget (1,000 updates of 32 sequences, same batches, "
+          "optimiser and init; activation clip ±1.5)",
+    reference="a single mesa layer outperforms deeper attention stacks on this task (von Oswald et al. 2023; "
+              "the official code's comparison)",
+    tolerance="mean loss of the mesa layer < 0.8 × that of the best linear and of the best softmax stack (measured "
+              "ratios 0.56–0.61 on seeds 0–2)",
     measure=lambda ctx: mesa.mesa_vs_depth(_depth_curves(ctx)),
     judge=lambda v, ctx: v.mesa < 0.8 * min(v.best_linear, v.best_softmax),
     show=lambda v: f"mesa {v.mesa:.3f}; best linear {v.best_linear:.3f}; best softmax {v.best_softmax:.3f}"))

@@ -11,6 +11,7 @@ from .deeper import (
     check_structured_blocks,
 )
 from .family import check_cg_solve, check_delta_memory, check_delta_step, check_gated_delta_step
+from .mesa_dataset import check_copy_attention, check_gd_on_copied, check_shift_rotation, check_uniform_copy
 from .mesa_layer import (
     check_mesa_output_at,
     check_ridge_from_official,
@@ -22,4 +23,5 @@ __all__ = ["check_build_tokens", "check_gd_on_sequence", "check_causal_gd_weight
            "check_sherman_morrison_step", "check_mesa_output_at", "check_ridge_next_state", "check_ridge_from_official",
            "check_gd_steps_next_state", "check_neumann_weights", "check_structured_blocks",
            "check_preconditioned_query", "check_delta_step", "check_delta_memory", "check_cg_solve",
-           "check_gated_delta_step"]
+           "check_gated_delta_step",
+           "check_shift_rotation", "check_copy_attention", "check_gd_on_copied", "check_uniform_copy"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ... import mesa, solvers, tasks
+from ... import solvers, tasks
 from ...causal import CausalSelfAttention, CausalStack
 from .. import exercise
 from ._common import PART, _expect, _states
@@ -128,18 +128,24 @@ def read_sequence_step_size(W_Q, W_K, W_V, W_O, dim):
           minutes=15,
           hint="Only the products W_Kᵀ W_Q and W_O W_V are identifiable. η is the (key s_{j−1}, query s_t) block "
                "of the first times the (zero slot, value s_j) block of the second — take the mean of each block's "
-               "diagonal.",
+               "diagonal. Other blocks belong to other terms; on the masked tokens (0, 0, s_t, s_{t−1}) slot 1 is "
+               "zero.",
           solution=read_sequence_step_size, stub='''def read_sequence_step_size(W_Q, W_K, W_V, W_O, dim):
-    """The step size eta of the GD step a one-head causal layer takes, from its weights
-    ((k, 4D), (k, 4D), (k, 4D), (4D, k) in (out, in) layout) on tokens (0, s_t, s_t, s_{t-1})."""
+    """The coefficient eta of the GD term (key s_{j-1} . query s_t, value s_j, written into the zero slot) of a
+    one-head causal layer, from its weights ((k, 4D), (k, 4D), (k, 4D), (4D, k) in (out, in) layout) on the masked
+    tokens (0, 0, s_t, s_{t-1}). The layer may also compute other terms."""
     # YOUR CODE HERE
     raise NotImplementedError("read_sequence_step_size")
 ''')
 def check_read_sequence_step_size(fn) -> None:
     gen = torch.Generator().manual_seed(13)
     D = 4
-    for lr in (0.03, 0.11):
-        base = mesa.constructed_causal_lsa(D, lr, torch.float64).layers[0].matrices()
+    slot = lambda i: torch.eye(D, 4 * D, dtype=torch.float64).roll(i * D, dims=1)  # (D, 4D): reads slot i
+    for lr, (q_prev, k_cur, v_prev) in ((0.03, (0.0, 0.0, 0.0)), (0.11, (0.0, 0.0, 0.0)), (0.05, (0.4, 0.7, -0.6)),
+                                        (0.02, (-0.3, 0.5, 0.9))):
+        # the GD head, plus distractors: queries also read s_{t−1}, keys s_j, values s_{j−1} (other terms of the eight)
+        base = {"W_Q": slot(2) + q_prev * slot(3), "W_K": slot(3) + k_cur * slot(2),
+                "W_V": slot(2) + v_prev * slot(3), "W_O": lr * slot(0).T}
         A = torch.randn(D, D, generator=gen, dtype=torch.float64) + 3 * torch.eye(D, dtype=torch.float64)
         c = 2.5
         W_Q, W_K = torch.linalg.inv(A).T @ base["W_Q"] * c, A @ base["W_K"]  # same W_Kᵀ W_Q up to c
@@ -147,6 +153,8 @@ def check_read_sequence_step_size(fn) -> None:
         got = fn(W_Q, W_K, W_V, W_O, D)
         assert isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.numel() == 1), \
             "return one number"
+        distractors = " (this layer also has other score and value blocks)" if k_cur else ""
         assert abs(float(got) - lr) < 1e-9, (
-            f"read {float(got):.4g} for a layer that steps with η = {lr}: the factors are not identifiable (they "
-            "were rescaled and rotated here) — read the products W_Kᵀ W_Q and W_O W_V")
+            f"read {float(got):.4g} for a layer whose GD term has η = {lr}{distractors}: read only the block of "
+            "W_Kᵀ W_Q for key s_{j−1} and query s_t and the block of W_O W_V from value s_j into the zero slot — "
+            "the products, not the factors (they were rescaled and rotated here)")
