@@ -43,12 +43,24 @@ class CausalSelfAttention(nn.Module):
     attention : {"linear", "softmax"}
     init_std : float
         Weights start ``N(0, init_std²)`` (official: 2e-4).
+    average : bool
+        Linear only: divide position ``t``'s sum by its number of keys ``t`` — the *mean*
+        ``(1/t) Σ_{j≤t} (k_j·q_t) v_j``, one GD step on the averaged objective ``L_t / t`` rather than on ``L_t``
+        (default ``False``: the sum, the official code's convention). Softmax weights sum to one already.
+    residual : bool
+        Add the input back (default). ``False`` returns the update ``W_O concat_h …`` alone, for blocks that add
+        their own residual (the pre-LayerNorm block of :class:`~icl_course.gpt.GPT`).
     """
 
     def __init__(self, dim: int, n_heads: int = 1, key_size: int | None = None, *, attention: str = "linear",
-                 init_std: float = OFFICIAL_MESA_INIT_STD, generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> None:
+                 init_std: float = OFFICIAL_MESA_INIT_STD, average: bool = False, residual: bool = True,
+                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device | None = None) -> None:
         super().__init__()
+        self.residual = bool(residual)
+        if average and attention != "linear":
+            raise ValueError(f"average=True is for attention='linear' (softmax weights sum to one), got {attention!r}")
+        self.average = bool(average)
         self.dim = _checks.positive_int("dim", dim)
         self.n_heads = _checks.positive_int("n_heads", n_heads)
         self.key_size = dim if key_size is None else _checks.positive_int("key_size", key_size)
@@ -105,18 +117,26 @@ class CausalSelfAttention(nn.Module):
         s = q @ k.transpose(-2, -1)  # (B, H, T, T)
         mask = torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).tril()
         if self.attention == "linear":
-            return s.masked_fill(~mask, 0.0)
+            s = s.masked_fill(~mask, 0.0)
+            return s / self._counts(s) if self.average else s
         return torch.softmax((s / self.key_size**0.5).masked_fill(~mask, float("-inf")), dim=-1)
 
+    @staticmethod
+    def _counts(x: torch.Tensor) -> torch.Tensor:
+        """``(T, 1)``: the number of keys ``j ≤ t`` of each position, 1 … T (``x (…, T, ·)``)."""
+        return torch.arange(1, x.shape[-2] + 1, dtype=x.dtype, device=x.device)[:, None]
+
     def forward(self, E: torch.Tensor) -> torch.Tensor:
-        """``E (B, T, D)`` → ``E + attention(E)`` ``(B, T, D)``."""
+        """``E (B, T, D)`` → ``E + attention(E)`` ``(B, T, D)`` (``attention(E)`` alone when ``residual=False``)."""
         q, k, v = self.heads(E)
         if self.attention == "linear":
             out = linear_attention(q, k, v, causal=True)  # (B, H, T, k)
+            out = out / self._counts(out) if self.average else out  # the mean over the t keys j ≤ t
         else:
             out = softmax_attention(q, k, v, causal=True)
         B, T = E.shape[:2]
-        return E + self.W_O(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+        update = self.W_O(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+        return E + update if self.residual else update
 
 
 class CausalStack(nn.Module):

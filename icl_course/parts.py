@@ -32,7 +32,7 @@ PARTS: tuple[Part, ...] = (
     Part(4, "mesa", "Mesa-optimization"),
 )
 
-FOUNDATION = ("_checks", "_deprecation", "runtime", "tasks", "solvers", "attention", "models", "causal", "train",
+FOUNDATION = ("_checks", "_deprecation", "runtime", "tasks", "solvers", "attention", "models", "gpt", "causal", "train",
               "metrics", "query", "parts", "data")
 """The foundation modules (they know no chapter); everything else outside :data:`PARTS` is presentation."""
 

@@ -8,9 +8,15 @@ whichever module holds it.
   takes it, a trained layer and the algorithm read off its weights.
 - :mod:`.mesa_layer` — the mesa layer: the objective solved exactly (Sherman–Morrison or a parallel solve).
 - :mod:`.mesa_dataset` — raw tokens: a softmax layer copies the previous state, building the pairs it then descends on.
+- :mod:`.prompting` — few-shot prompting of a model trained on dynamics: the spurious pairs of a prompt, a
+  separator token, and prompt tuning of a separator and a prefix with the model frozen.
+- :mod:`.variants` — other sequences: contracting dynamics, and partially observed dynamics regressed on a stacked
+  history of observations.
 - :mod:`.deeper` — deeper linear stacks: multi-step preconditioned GD, RevAlg-d and the path to it, linear probes.
 - :mod:`.family` — one family of fast-weight layers: linear attention, the delta rule (DeltaNet), the gated delta
   rule, the mesa layer and its conjugate-gradient solve (MesaNet); a trained DeltaNet-style layer.
+- :mod:`.language` — a small character-level language model (the course's GPT) with softmax, linear or mesa
+  attention, trained on one budget on movie-review sentences, against unigram and bigram baselines.
 """
 
 from __future__ import annotations
@@ -110,6 +116,29 @@ from .family import (
     switching_dynamics,
     train_delta_layer,
 )
+from .language import (
+    EARLY,
+    LANGUAGE,
+    LATE,
+    LINEAR_SUM,
+    LN2,
+    MIXERS,
+    Baselines,
+    LanguageComparison,
+    LanguageSettings,
+    bigram_losses,
+    language_comparison,
+    language_corpus,
+    lm_loss,
+    local_context,
+    mesa_mixer,
+    new_language_model,
+    ngram_baselines,
+    position_losses,
+    sample_text,
+    train_language_model,
+    window_losses,
+)
 from .mesa_dataset import (
     RAW,
     CopyEvidence,
@@ -123,7 +152,6 @@ from .mesa_dataset import (
     positional_codes,
     previous_token_weight,
     raw_predictions,
-    raw_stream,
     raw_tokens,
     raw_vs_constructed,
     train_raw_model,
@@ -155,6 +183,54 @@ from .mesa_layer import (
     train_depth_comparison,
     train_mesa,
 )
+from .prompting import (
+    PROMPT,
+    LearnedPrompt,
+    PromptedLoss,
+    PromptSettings,
+    RegressionExamples,
+    SpuriousPairs,
+    TuningGain,
+    TuningStudy,
+    interleave,
+    model_predictor,
+    prompt_gd_line_search,
+    prompted_losses,
+    query_losses,
+    regression_examples,
+    separator_norm_scan,
+    spurious_limit,
+    spurious_pairs,
+    task_pair_ridge_losses,
+    tune_prompt,
+    tuning_study,
+    zero_separator_gd_error,
+)
+from .variants import (
+    CONTRACTING,
+    VARIANTS,
+    ContractingComparison,
+    HistoryFit,
+    HistoryIdentity,
+    VariantSettings,
+    contracting_comparison,
+    contracting_curves,
+    contracting_eval_set,
+    contracting_transition,
+    gd_step_search,
+    history_curves,
+    history_fit,
+    history_layout,
+    history_mesa_error,
+    history_ridge_predict,
+    history_tokens,
+    new_history_mesa_model,
+    observed,
+    observed_eval_set,
+    train_contracting_mesa,
+    train_history_mesa,
+    zero_predictor_loss,
+)
 
 __all__ = [
     # shared by the chapters
@@ -178,9 +254,22 @@ __all__ = [
     "product_structure", "layer_activations", "preconditioned_input", "probe_r2", "inlier_sequences", "ProbeScores",
     "probe_scores", "DeepVsRevAlg", "deep_vs_revalg", "DepthVsSteps", "depth_vs_steps",
     # building the training set: a softmax layer copies the previous token
-    "positional_codes", "raw_tokens", "RawSettings", "RAW", "new_raw_model", "raw_stream", "raw_predictions",
+    "positional_codes", "raw_tokens", "RawSettings", "RAW", "new_raw_model", "raw_predictions",
     "train_raw_model", "constructed_copy_model", "copy_construction_error", "previous_token_weight", "copy_probe",
     "CopyEvidence", "copy_evidence", "RawVsConstructed", "raw_vs_constructed",
+    # few-shot learning by prompting
+    "PromptSettings", "PROMPT", "RegressionExamples", "regression_examples", "interleave", "query_losses",
+    "model_predictor", "task_pair_ridge_losses", "spurious_limit", "prompt_gd_line_search", "zero_separator_gd_error",
+    "SpuriousPairs",
+    "spurious_pairs", "LearnedPrompt", "tune_prompt", "separator_norm_scan", "PromptedLoss", "prompted_losses",
+    "TuningGain", "TuningStudy", "tuning_study",
+    # other sequences: contracting and partially observed dynamics
+    "VariantSettings", "VARIANTS", "CONTRACTING", "contracting_transition", "zero_predictor_loss",
+    "contracting_eval_set", "gd_step_search",
+    "contracting_curves", "train_contracting_mesa", "observed", "observed_eval_set", "history_tokens",
+    "history_layout", "history_ridge_predict", "HistoryIdentity", "history_mesa_error", "history_curves",
+    "new_history_mesa_model",
+    "train_history_mesa", "ContractingComparison", "contracting_comparison", "HistoryFit", "history_fit",
     # one family: linear attention, the delta rule, the mesa layer
     "delta_attention", "causal_gated_delta_predict", "causal_cg_ridge_predict", "cg_path", "normalized_beta",
     "DeltaLayer", "constructed_delta_layer", "new_delta_model", "train_delta_layer", "FAMILY_LAM", "CG_STEPS",
@@ -188,4 +277,9 @@ __all__ = [
     "CGSweep", "cg_sweep",
     "FamilyExactness", "family_exactness", "FamilyOrdering", "family_ordering", "CGConditioning", "cg_conditioning",
     "DeltaVsLinear", "delta_vs_linear", "switching_dynamics",
+    # a small language model with mesa layers
+    "LanguageSettings", "LANGUAGE", "MIXERS", "LINEAR_SUM", "LN2", "language_corpus", "mesa_mixer",
+    "new_language_model", "lm_loss", "train_language_model", "window_losses", "position_losses", "bigram_losses",
+    "local_context", "Baselines", "ngram_baselines", "sample_text", "LanguageComparison", "language_comparison",
+    "EARLY", "LATE",
 ]

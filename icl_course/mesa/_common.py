@@ -60,51 +60,80 @@ def sequence_loss(model: Callable[[torch.Tensor], torch.Tensor],
     return per_step_loss(readout_next(model(tokens), targets.shape[-1]), targets).mean()
 
 
+Tokenizer = Callable[[torch.Tensor], torch.Tensor]
+"""A token layout: states ``(B, T, D)`` → the model's input tokens ``(B, T, ·)`` (constructed or raw)."""
+
+
+def _tokenizer(tokens: Tokenizer | None, masked: bool) -> Tokenizer:
+    if tokens is not None and masked:
+        raise ValueError("pass either tokens= or masked=True (a masked constructed layout), not both")
+    return tokens if tokens is not None else (lambda states: tasks.mesa_tokens(states, masked=masked))
+
+
+View = Callable[[tasks.DynamicsBatch, torch.Generator], tasks.DynamicsBatch]
+"""What a model is shown of a batch of sequences: ``(batch, generator) -> batch`` (e.g. partial observations
+``o_t = C s_t`` in place of the states, ``C`` drawn from ``generator``); its ``states`` become inputs and targets."""
+
+
 def dynamics_stream(batch_size: int, *, seed: int, masked: bool = False, settings: DynamicsSettings = DYNAMICS,
-                    device: str | torch.device | None = None, **task_kw):
-    """``step -> (tokens, targets)``: fresh sequences at every step from one seeded generator."""
-    gen = runtime.generator(seed, device)
+                    tokens: Tokenizer | None = None, device: str | torch.device | None = None,
+                    view: View | None = None, **task_kw):
+    """``step -> (tokens, targets)``: fresh sequences at every step from one seeded generator (``task_kw`` passed to
+    :func:`~icl_course.tasks.sample_linear_dynamics`, e.g. ``kind="contracting"``), seen through ``view`` (default:
+    the states themselves), laid out by ``tokens`` (default: the constructed tokens of
+    :func:`~icl_course.tasks.mesa_tokens`, masked if ``masked``)."""
+    gen, layout = runtime.generator(seed, device), _tokenizer(tokens, masked)
 
     def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         b = tasks.sample_linear_dynamics(batch_size, settings.seq_len, settings.dim, noise_std=settings.noise_std,
                                          generator=gen, device=device, **task_kw)
-        return tasks.mesa_tokens(b.inputs, masked=masked), b.targets
+        b = b if view is None else view(b, gen)
+        return layout(b.inputs), b.targets
 
     return batches
 
 
 def dynamics_eval_set(n_seqs: int, *, seed: int, settings: DynamicsSettings = DYNAMICS,
                       dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
-                      **task_kw) -> tasks.DynamicsBatch:
-    """A fixed evaluation set of sequences drawn from its own ``seed``."""
-    return tasks.sample_linear_dynamics(n_seqs, settings.seq_len, settings.dim, noise_std=settings.noise_std,
-                                        generator=runtime.generator(seed, device), dtype=dtype, device=device,
-                                        **task_kw)
+                      view: View | None = None, **task_kw) -> tasks.DynamicsBatch:
+    """A fixed evaluation set of sequences drawn from its own ``seed`` (``task_kw`` passed to
+    :func:`~icl_course.tasks.sample_linear_dynamics`), seen through ``view`` if given."""
+    gen = runtime.generator(seed, device)
+    b = tasks.sample_linear_dynamics(n_seqs, settings.seq_len, settings.dim, noise_std=settings.noise_std,
+                                     generator=gen, dtype=dtype, device=device, **task_kw)
+    return b if view is None else view(b, gen)
 
 
 def model_predictions(model: Callable[[torch.Tensor], torch.Tensor], batch: tasks.DynamicsBatch, *,
-                      masked: bool = False) -> torch.Tensor:
-    """The model's ``ŝ_{t+1}`` ``(B, T, D)`` on an evaluation set (no gradient)."""
+                      masked: bool = False, tokens: Tokenizer | None = None) -> torch.Tensor:
+    """The model's ``ŝ_{t+1}`` ``(B, T, D)`` on an evaluation set (no gradient), its inputs laid out by ``tokens``
+    (default: the constructed tokens)."""
     with torch.no_grad():
-        return readout_next(model(tasks.mesa_tokens(batch.inputs, masked=masked)), batch.states.shape[-1])
+        return readout_next(model(_tokenizer(tokens, masked)(batch.inputs)), batch.states.shape[-1])
 
 
 def train_sequence_model(model: torch.nn.Module, *, seed: int, steps: int, batch_size: int, lr: float,
-                         clip: float | None, masked: bool, eval_size: int, eval_every: int = 100,
+                         clip: float | None, masked: bool = False, eval_size: int, eval_every: int = 100,
+                         tokens: Tokenizer | None = None, task_kw: dict | None = None, view: View | None = None,
                          weight_decay: float = 0.0, lr_schedule: Callable[[int], float] | None = None,
                          device: str | torch.device | None = None, progress: bool | None = None,
                          desc: str = "sequence model") -> train.TrainedRun:
     """Train a sequence model on fresh linear-dynamics sequences: Adam (AdamW with ``weight_decay``) after an
-    element-wise gradient clip at ``clip`` (the official mesa code's ``optax.clip``).
+    element-wise gradient clip at ``clip`` (the official mesa code's ``optax.clip``). ``tokens`` lays the states out
+    (default: the constructed tokens, masked if ``masked``); every Part IV model trains through this one function.
+    ``task_kw`` goes to :func:`~icl_course.tasks.sample_linear_dynamics` (e.g. ``{"kind": "contracting"}``) and
+    ``view`` maps each batch to what the model sees and predicts (e.g. partial observations), for the training stream
+    and the evaluation set alike.
 
     Seeds: the caller seeds the initial weights; the training stream is ``seed + 1``, the evaluation set
     ``seed + 2``. The run's ``eval_set`` is the :class:`~icl_course.tasks.DynamicsBatch`.
     """
     model = model.to(device) if device is not None else model
-    ev = dynamics_eval_set(eval_size, seed=seed + 2, device=device)
-    batches = dynamics_stream(batch_size, seed=seed + 1, masked=masked, device=device)
+    kw = dict(task_kw or {})
+    ev = dynamics_eval_set(eval_size, seed=seed + 2, device=device, view=view, **kw)
+    batches = dynamics_stream(batch_size, seed=seed + 1, masked=masked, tokens=tokens, device=device, view=view, **kw)
     return train.train_run(model, sequence_loss, batches, steps, eval_set=ev,
-                           eval_batch=(tasks.mesa_tokens(ev.inputs, masked=masked), ev.targets), lr=lr,
+                           eval_batch=(_tokenizer(tokens, masked)(ev.inputs), ev.targets), lr=lr,
                            betas=(0.9, 0.999), clip=clip, clip_mode="value", weight_decay=weight_decay,
                            lr_schedule=lr_schedule, eval_every=eval_every, progress=progress, desc=desc)
 

@@ -5,7 +5,8 @@ For every time step ``t``: ``out_t = (Σ_{t'≤t} v_{t'} k_{t'}ᵀ)(Σ_{t'≤t} 
 ridge λ itself (the official code's parameter is ``1/λ``). *Recurrent*: carry ``R_t = (Σ k kᵀ + λI)⁻¹`` with the
 Sherman–Morrison update, ``O(T dk²)`` per head, and backpropagate with a hand-derived adjoint that recomputes ``R_t``
 from checkpoints kept every ``⌈√T⌉`` steps (``O(√T dk²)`` stored state per head). *Solve*: all ``T`` Gram matrices at
-once, one batched Cholesky solve.
+once, one batched Cholesky solve. :class:`MesaLayer` wraps the kernel as a multi-head layer; it lives here, beside
+its kernel, because more than one chapter builds models from it.
 
 References
 ----------
@@ -16,16 +17,16 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .. import _checks, metrics, runtime
+from .. import _checks
 from ..attention import linear_attention
 
-__all__ = ["mesa_attention", "sherman_morrison_update", "sherman_morrison_downdate", "downdate_drift", "DriftLesson",
-           "float32_drift", "drift_lesson"]
+__all__ = ["mesa_attention", "sherman_morrison_update", "sherman_morrison_downdate", "MesaLayer"]
 
 
 _METHODS = ("recurrent", "solve")
@@ -124,34 +125,6 @@ def sherman_morrison_downdate(R: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     _check_Rk(R, k)
     u = _matvec(R, k)  # (…, d) = R_t k
     return R + _outer(u, u / (1.0 - (k * u).sum(-1, keepdim=True)))
-
-
-def downdate_drift(k: torch.Tensor, lam: float) -> torch.Tensor:
-    """Relative error ``||R̂_0 − R_0||_F / ||R_0||_F`` of ``R_0 = I/λ`` rebuilt by downdating from ``R_T``.
-
-    Runs :func:`sherman_morrison_update` over ``k (B, T, d)`` to ``R_T``, then :func:`sherman_morrison_downdate`
-    back over the same keys, in ``k``'s dtype. Returns one error per sequence, ``(B,)``.
-
-    Measured here (``benchmarks/bench_mesa.py``), ``T = 256``, ``d = 32``, ``λ = 1e-3``, median of 8 sequences:
-    with ``k ~ N(0, I/d)`` ``2.2e-10`` in float64 but ``13 %`` in float32; with ``k ~ N(0, I)`` ``2.3e-7`` and
-    ``120 %``. The error grows with ``||k||² / λ``. That is why the memory-light backward of
-    :func:`mesa_attention` recomputes forward from checkpoints instead.
-
-    References
-    ----------
-    The official code's memory-light backward (``src/mesa.py``, ``compute_custom_mesa_layer`` and its
-    ``compute_mesa_custom_bwd``, used unless ``standard_backprop_mesa``); Part IV, "The mesa layer".
-    """
-    _checks.tensor("k", k, 3, "(B, T, d)")
-    lam = _positive_finite("lam", lam)
-    B, T, d = k.shape
-    R0 = torch.eye(d, dtype=k.dtype, device=k.device).expand(B, d, d) / lam  # (B, d, d)
-    R = R0
-    for t in range(T):
-        R = sherman_morrison_update(R, k[:, t])
-    for t in reversed(range(T)):
-        R = sherman_morrison_downdate(R, k[:, t])
-    return torch.linalg.matrix_norm(R - R0) / torch.linalg.matrix_norm(R0)  # (B,)
 
 
 # --------------------------------------------------------------------- recurrent, memory-light backward
@@ -299,47 +272,153 @@ def mesa_attention(
     return _MesaRecurrent.apply(q, k, v, lam_t, _checks.positive_int("checkpoint_every", c))
 
 
-# ------------------------------------------------------------------------------- the float32 lesson
-class DriftLesson(NamedTuple):
-    """Float32 round-off of two ways to run the backward pass, on one set of queries, keys and values at one ridge λ:
-    ``R_0 = I/λ`` rebuilt by Sherman–Morrison downdates (:func:`downdate_drift`; median over sequences in float64 and
-    float32, and the worst sequence in float32), and the float32 gradients of :func:`mesa_attention` with respect to
-    ``q, k, v`` against float64 autograd through the solve: the recurrent path (recomputed from checkpoints) and the
-    batched solve."""
-
-    downdate_float64: float
-    downdate_float32: float
-    downdate_float32_max: float
-    recompute_float32: float
-    solve_float32: float
+# --------------------------------------------------------------------------------------------- module
+_WEIGHTS = ("W_Q", "W_K", "W_V", "P")
 
 
-def float32_drift(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lam: float, *, seed: int = 0) -> DriftLesson:
-    """Measure :class:`DriftLesson` for one head, ``q, k (B, 1, T, dk)``, ``v (B, 1, T, dv)`` (any float dtype; run in
-    float64 and float32), with a random output gradient from ``seed``."""
-    q, k, v = (x.detach().double() for x in (q, k, v))
-    _check_qkv(q, k, v)
-    drift = [downdate_drift(k[:, 0].to(dt), lam) for dt in (torch.float64, torch.float32)]
-    g = torch.randn(v.shape, generator=runtime.generator(seed), dtype=torch.float64)
-
-    def grads(dtype: torch.dtype, method: str) -> list[torch.Tensor]:
-        x = [t.to(dtype).requires_grad_() for t in (q, k, v)]
-        return [a.double() for a in torch.autograd.grad(mesa_attention(*x, lam, method), x, g.to(dtype))]
-
-    ref = grads(torch.float64, "solve")
-    err = [max(metrics.relative_error(a, b) for a, b in zip(grads(torch.float32, m), ref)) for m in _METHODS]
-    return DriftLesson(float(drift[0].median()), float(drift[1].median()), float(drift[1].max()), err[0], err[1])
+def _softplus_inv(lam: torch.Tensor) -> torch.Tensor:
+    return lam + torch.log(-torch.expm1(-lam))  # softplus⁻¹(λ) = log(e^λ − 1), stable for every λ > 0
 
 
-def drift_lesson(seed: int = 0, n_seqs: int = 4, T: int = 256, d: int = 32, lam: float = 1e-3) -> DriftLesson:
-    """:func:`float32_drift` on synthetic inputs ``q, k, v ~ N(0, I/d)`` (``‖k‖² ≈ 1``, so ``λ = 1e-3`` is far below
-    it; a fraction of a CPU-second).
+class MesaLayer(nn.Module):
+    """Multi-head mesa self-attention with a residual: ``e_t ← e_t + Σ_h P_h Φ̂_{h,t} q_{h,t}``.
+
+    For tokens ``E (B, T, D)`` with rows as tokens, per head ``h``: ``q = E W_Q^hᵀ``, ``k = E W_K^hᵀ``,
+    ``v = E W_V^hᵀ``, and ``Φ̂_{h,t}`` is the ridge fit of the values on the keys ``t' ≤ t``
+    (:func:`mesa_attention`); the heads are concatenated and projected by ``P``. With one head,
+    ``E_out = E + mesa_attention(E W_Qᵀ, E W_Kᵀ, E W_Vᵀ, λ) Pᵀ``. Like
+    :class:`~icl_course.causal.CausalSelfAttention` it adds the residual itself (the official block writes
+    ``x + attn(x)``), so the two are interchangeable inside a :class:`~icl_course.causal.CausalStack`.
+
+    Parameters
+    ----------
+    dim : int
+        Token width D.
+    n_heads : int
+    key_size, value_size : int, optional
+        ``dk`` and ``dv`` per head (default ``dim // n_heads``, at least 1).
+    lam_init : float
+        Initial ridge λ of every head. λ is learnt as ``λ = softplus(lam_raw)``, positive by construction
+        (≈ ``exp`` for small λ, ≈ identity for large; float32 underflows to 0, and :func:`mesa_attention` raises,
+        only below ``lam_raw ≈ −100``). Default 1: the official ``lambdas`` (which hold ``1/λ``) start at 1.
+    normalize : {None, "qk", "qv"}
+        Optional SchlagNorm, ``x / (1e-16 + ||x||)`` per token and head: ``"qk"`` normalises queries and the keys
+        inside the inverse (Schlag et al., 2021); ``"qv"`` is what the official ``use_schlagnorm`` does in
+        ``src/mesa.py``, whose ``k_proj`` output plays the role of our values.
+    method : {"recurrent", "solve"}
+        Passed to :func:`mesa_attention`.
+    residual : bool
+        Add the input back (default). ``False`` returns the update alone, for blocks that add their own residual
+        (a pre-LayerNorm transformer block).
+    init_std : float
+        Weights start ``N(0, init_std²)`` (official ``configs/config.py``: ``normal(stddev=0.0002)``).
+    generator, dtype, device
+        Seed, dtype and device of the weights.
+
+    Notes
+    -----
+    Official ``MultiHeadMesa`` vs this layer: it learns ``lambdas = 1/λ``, unconstrained (it could turn
+    negative); the keys inside its inverse come from ``v_proj`` and its targets from ``k_proj`` (our ``W_K``
+    and ``W_V``); it concatenates the heads feature-major (index ``i·H + h``, ours ``h·dv + i``), so ``P``'s
+    columns are permuted; Flax kernels are stored ``(in, out)``. Its other options (``normalization`` of
+    the score rows, ``schlagnorm_targets``, positional encodings on q/k) are not mirrored.
 
     References
     ----------
-    The official code's backward by Sherman–Morrison in reverse (``src/mesa.py``, ``compute_mesa_custom_bwd``);
-    Part IV, "The mesa layer".
+    von Oswald et al. (2023) (the mesa layer and its recursion); official code ``src/mesa.py``
+    (``MultiHeadMesa``). Part IV, "The mesa layer".
     """
-    gen = runtime.generator(seed)
-    q, k, v = (torch.randn(n_seqs, 1, T, d, generator=gen, dtype=torch.float64) / d**0.5 for _ in range(3))
-    return float32_drift(q, k, v, lam, seed=seed + 1)
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int = 1,
+        key_size: int | None = None,
+        value_size: int | None = None,
+        *,
+        lam_init: float = 1.0,
+        normalize: str | None = None,
+        method: str = "recurrent",
+        residual: bool = True,
+        init_std: float = 2e-4,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = _checks.positive_int("dim", dim)
+        self.n_heads = _checks.positive_int("n_heads", n_heads)
+        default = max(1, dim // n_heads)
+        self.key_size = _checks.positive_int("key_size", default if key_size is None else key_size)
+        self.value_size = _checks.positive_int("value_size", default if value_size is None else value_size)
+        if normalize not in _NORMALIZE:
+            raise ValueError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}")
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+        self.normalize, self.method, self.residual = normalize, method, bool(residual)
+        std = _checks.positive_float("init_std", init_std, allow_zero=True)
+        H, dk, dv = self.n_heads, self.key_size, self.value_size
+        for name, n_in, n_out in (("W_Q", dim, H * dk), ("W_K", dim, H * dk), ("W_V", dim, H * dv), ("P", H * dv, dim)):
+            lin = nn.Linear(n_in, n_out, bias=False, dtype=dtype, device=device)
+            with torch.no_grad():
+                lin.weight.normal_(0.0, std, generator=generator)  # std 0 gives zeros
+            setattr(self, name, lin)
+        lam = torch.full((H,), _positive_finite("lam_init", lam_init), dtype=torch.float64)
+        self.lam_raw = nn.Parameter(_softplus_inv(lam).to(dtype=dtype, device=device))
+
+    @classmethod
+    def from_matrices(cls, W_Q: torch.Tensor, W_K: torch.Tensor, W_V: torch.Tensor, P: torch.Tensor,
+                      lam: float | torch.Tensor, *, n_heads: int = 1, method: str = "recurrent") -> MesaLayer:
+        """A layer with exactly these matrices — ``W_Q, W_K (H·dk, D)``, ``W_V (H·dv, D)``, ``P (D, H·dv)``, the
+        ``(out, in)`` layout — and ridge ``lam`` (a float or ``(H,)``); dtype and device follow ``W_Q``."""
+        for name, m in zip(_WEIGHTS, (W_Q, W_K, W_V, P)):
+            _checks.tensor(name, m, 2, "(D, H·dv)" if name == "P" else "(H·d, D)")
+            if m.dtype != W_Q.dtype or m.device != W_Q.device:
+                raise TypeError(f"{name} must share W_Q's dtype and device ({W_Q.dtype}, {W_Q.device})")
+        H = _checks.positive_int("n_heads", n_heads)
+        (inner, D), inner_v = W_Q.shape, W_V.shape[0]
+        if inner % H or inner_v % H:
+            raise ValueError(f"W_Q's rows ({inner}) and W_V's rows ({inner_v}) must split into n_heads={H} heads")
+        for name, m, shape in (("W_K", W_K, (inner, D)), ("W_V", W_V, (inner_v, D)), ("P", P, (D, inner_v))):
+            if tuple(m.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape} to match W_Q {tuple(W_Q.shape)} and W_V, "
+                                 f"got {tuple(m.shape)}")
+        lam_t = _lam_tensor(lam.detach() if isinstance(lam, torch.Tensor) else lam, H, W_Q)
+        layer = cls(D, H, inner // H, inner_v // H, method=method, init_std=0.0, dtype=W_Q.dtype, device=W_Q.device)
+        with torch.no_grad():
+            for name, m in zip(_WEIGHTS, (W_Q, W_K, W_V, P)):
+                getattr(layer, name).weight.copy_(m)
+            layer.lam_raw.copy_(_softplus_inv(lam_t))
+        return layer
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        """The four weight matrices (detached), ``(out, in)`` layout."""
+        return {name: getattr(self, name).weight.detach() for name in _WEIGHTS}
+
+    @property
+    def lam(self) -> torch.Tensor:
+        """The ridge λ per head, ``softplus(lam_raw)``, shape ``(H,)`` (differentiable)."""
+        return F.softplus(self.lam_raw)
+
+    def _heads(self, lin: nn.Linear, E: torch.Tensor, size: int) -> torch.Tensor:
+        B, T, _ = E.shape
+        return lin(E).view(B, T, self.n_heads, size).transpose(1, 2)  # (B, H, T, size)
+
+    def forward(self, E: torch.Tensor) -> torch.Tensor:
+        """``E (B, T, D)`` → ``E + update`` ``(B, T, D)`` (``update`` alone when ``residual=False``)."""
+        _checks.tensor("E", E, 3, f"(B, T, D={self.dim})")
+        if E.shape[2] != self.dim:
+            raise ValueError(f"E must have shape (B, T, D={self.dim}), got {tuple(E.shape)}")
+        B, T, _ = E.shape
+        q = self._heads(self.W_Q, E, self.key_size)  # (B, H, T, dk)
+        k = self._heads(self.W_K, E, self.key_size)  # (B, H, T, dk)
+        v = self._heads(self.W_V, E, self.value_size)  # (B, H, T, dv)
+        if self.normalize is not None:
+            q = q / (1e-16 + q.norm(dim=-1, keepdim=True))
+            if self.normalize == "qk":
+                k = k / (1e-16 + k.norm(dim=-1, keepdim=True))
+            else:
+                v = v / (1e-16 + v.norm(dim=-1, keepdim=True))
+        out = mesa_attention(q, k, v, self.lam, method=self.method)  # (B, H, T, dv)
+        update = self.P(out.transpose(1, 2).reshape(B, T, self.n_heads * self.value_size))  # (B, T, D)
+        return E + update if self.residual else update

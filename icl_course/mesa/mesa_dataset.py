@@ -19,6 +19,7 @@ von Oswald et al. (2022), Proposition 3, and Olsson et al. (2022) (the previous-
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -27,9 +28,9 @@ import torch
 
 from .. import _checks, metrics, runtime, solvers, tasks, train
 from ..causal import CausalSelfAttention, CausalStack
-from ._common import DYNAMICS, per_step_loss, probe_r2, readout_next
+from ._common import DYNAMICS, model_predictions, probe_r2, train_sequence_model
 
-__all__ = ["positional_codes", "raw_tokens", "RawSettings", "RAW", "new_raw_model", "raw_stream", "raw_predictions",
+__all__ = ["positional_codes", "raw_tokens", "RawSettings", "RAW", "new_raw_model", "raw_predictions",
            "train_raw_model", "constructed_copy_model", "copy_construction_error", "previous_token_weight",
            "copy_probe", "CopyEvidence", "copy_evidence", "RawVsConstructed", "raw_vs_constructed"]
 
@@ -118,46 +119,24 @@ def new_raw_model(first: str = "softmax", settings: RawSettings = RAW.cpu, *, se
     return CausalStack(layers, clip=settings.activation_clip)
 
 
-def raw_stream(batch_size: int, *, seed: int, pe_dim: int = 16, device: str | torch.device | None = None):
-    """``step -> (raw tokens, targets)``: fresh linear-dynamics sequences at every step from one seeded generator."""
-    gen = runtime.generator(seed, device)
-
-    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        b = tasks.sample_linear_dynamics(batch_size, DYNAMICS.seq_len, DYNAMICS.dim, noise_std=DYNAMICS.noise_std,
-                                         generator=gen, device=device)
-        return raw_tokens(b.inputs, pe_dim), b.targets
-
-    return batches
-
-
 def raw_predictions(model: torch.nn.Module, batch: tasks.DynamicsBatch, pe_dim: int = 16) -> torch.Tensor:
     """A raw-token model's ``ŝ_{t+1}`` ``(B, T, D)`` on an evaluation set (no gradient)."""
-    with torch.no_grad():
-        return readout_next(model(raw_tokens(batch.inputs, pe_dim)), batch.states.shape[-1])
-
-
-def _raw_loss(model, batch) -> torch.Tensor:
-    tokens, targets = batch
-    return per_step_loss(readout_next(model(tokens), targets.shape[-1]), targets).mean()
+    return model_predictions(model, batch, tokens=functools.partial(raw_tokens, pe_dim=pe_dim))
 
 
 def train_raw_model(first: str = "softmax", *, seed: int = 0, scale: str = "cpu", steps: int | None = None,
                     device: str | torch.device | None = None, progress: bool | None = None) -> train.TrainedRun:
-    """Train :func:`new_raw_model` on raw tokens: weights from ``seed``, training stream ``seed + 1``, evaluation set
-    ``seed + 2`` (the same streams as the constructed-token models of the previous chapters)."""
+    """Train :func:`new_raw_model` on raw tokens through the chapters' one recipe
+    (:func:`~icl_course.mesa.train_sequence_model`): weights from ``seed``, training stream ``seed + 1``, evaluation
+    set ``seed + 2`` — the very sequences the constructed-token models of the previous chapters see."""
     cfg = RAW.pick(scale)
     n = steps or cfg.steps
-    model = new_raw_model(first, cfg, seed=seed)
-    model = model.to(device) if device is not None else model
-    ev = tasks.sample_linear_dynamics(cfg.eval_size, DYNAMICS.seq_len, DYNAMICS.dim, noise_std=DYNAMICS.noise_std,
-                                      generator=runtime.generator(seed + 2, device), device=device)
     schedule = train.warmup_cosine(cfg.warmup, n, cfg.final_lr / cfg.lr) if cfg.warmup else None
-    return train.train_run(model, _raw_loss, raw_stream(cfg.batch_size, seed=seed + 1, pe_dim=cfg.pe_dim,
-                                                        device=device), n, eval_set=ev,
-                           eval_batch=(raw_tokens(ev.inputs, cfg.pe_dim), ev.targets), lr=cfg.lr,
-                           betas=(0.9, 0.999), clip=cfg.clip, clip_mode="value", weight_decay=cfg.weight_decay,
-                           lr_schedule=schedule, eval_every=100, progress=progress,
-                           desc=f"raw tokens, {first} first, seed {seed}")
+    return train_sequence_model(new_raw_model(first, cfg, seed=seed), seed=seed, steps=n, batch_size=cfg.batch_size,
+                                lr=cfg.lr, clip=cfg.clip, eval_size=cfg.eval_size,
+                                tokens=functools.partial(raw_tokens, pe_dim=cfg.pe_dim),
+                                weight_decay=cfg.weight_decay, lr_schedule=schedule, device=device,
+                                progress=progress, desc=f"raw tokens, {first} first, seed {seed}")
 
 
 # ------------------------------------------------------------------------------------- the construction
@@ -260,15 +239,18 @@ def copy_evidence(weights: torch.Tensor, probe: torch.Tensor) -> CopyEvidence:
 
 class RawVsConstructed(NamedTuple):
     """Mean losses: the softmax-first and the linear-first model on raw tokens, GD-1 at its best step on the
-    constructed pairs, and the zero predictor."""
+    constructed pairs, the same with its prediction clipped at the models' ``±1.5`` activation clip (at the step best
+    for it), and the zero predictor."""
 
     softmax_first: float
     linear_first: float
     gd: float
+    gd_clipped: float
     zero: float
 
 
 def raw_vs_constructed(softmax_curve: torch.Tensor, linear_curve: torch.Tensor, gd_curve: torch.Tensor,
-                       zero_curve: torch.Tensor) -> RawVsConstructed:
-    """The claim value from per-position loss curves."""
-    return RawVsConstructed(*(float(c.double().mean()) for c in (softmax_curve, linear_curve, gd_curve, zero_curve)))
+                       clipped_gd_curve: torch.Tensor, zero_curve: torch.Tensor) -> RawVsConstructed:
+    """The claim value from per-position loss curves ``(T,)``."""
+    curves = (softmax_curve, linear_curve, gd_curve, clipped_gd_curve, zero_curve)
+    return RawVsConstructed(*(float(c.double().mean()) for c in curves))

@@ -54,6 +54,7 @@ def sample_linear_dynamics(
     noise_std: float = 0.01,
     kind: str = "orthogonal",
     eigenvalues: tuple[float, float] = (0.3, 0.9),
+    eigenvectors: str = "gaussian",
     init_range: float = 1.0,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
@@ -68,6 +69,10 @@ def sample_linear_dynamics(
         can be memorised across sequences and ``‖s_t‖`` stays put (up to the noise). ``"contracting"``:
         ``W = U diag(λ) U⁻¹`` with ``U`` Gaussian, ``D − 1`` eigenvalues ``~ U(eigenvalues)`` and one equal to the
         upper end (the official contracting generator).
+    eigenvectors : ``"gaussian"`` or ``"orthogonal"``
+        For ``kind="contracting"``: ``U`` Gaussian (official; ``W`` is then non-normal and ``‖s_t‖`` can grow by
+        orders of magnitude before it decays — the official generator clips states at ±10) or Haar-orthogonal
+        (``W = U diag(λ) Uᵀ`` symmetric, so ``‖s_{t+1}‖ ≤ 0.9 ‖s_t‖`` up to the noise).
     noise_std : float
         ``σ`` (official 0.01).
     init_range : float
@@ -96,7 +101,12 @@ def sample_linear_dynamics(
         lam = torch.cat([lo + (hi - lo) * torch.rand(B, D - 1, **kw), torch.full((B, 1), hi, dtype=dtype,
                                                                                   device=device)], dim=1)
         lam = torch.gather(lam, 1, torch.argsort(torch.rand(B, D, generator=generator, device=device), dim=1))
-        U = torch.randn(B, D, D, **kw).double()
+        if eigenvectors == "gaussian":
+            U = torch.randn(B, D, D, **kw).double()
+        elif eigenvectors == "orthogonal":
+            U = haar_orthogonal(B, D, generator=generator, dtype=torch.float64, device=device)
+        else:
+            raise ValueError(f"eigenvectors must be 'gaussian' or 'orthogonal', got {eigenvectors!r}")
         W = (U @ torch.diag_embed(lam.double()) @ torch.linalg.inv(U)).to(dtype)
     else:
         raise ValueError(f"kind must be 'orthogonal' or 'contracting', got {kind!r}")

@@ -92,9 +92,10 @@ def test_claim_judges_can_fail():
     assert not _judge("M13", ok._replace(prev_weight=0.2))
     assert not _judge("M13", ok._replace(probe_layer1=0.5))
     assert not _judge("M13", ok._replace(probe_input=0.5))
-    raw = mesa.RawVsConstructed(0.79, 1.12, 0.90, 1.68)
+    assert not _judge("M13", ok._replace(prev_weight=0.3))  # above 4 × uniform (0.28), still no copy head
+    raw = mesa.RawVsConstructed(0.79, 1.12, 0.90, 0.84, 1.68)
     assert _judge("M18", raw)
-    assert not _judge("M18", raw._replace(softmax_first=0.95))
+    assert not _judge("M18", raw._replace(softmax_first=0.86))  # below plain GD-1, above clipped GD-1
     assert not _judge("M18", raw._replace(linear_first=0.90))
     assert cl.BETAS[-1] == 100.0
 
@@ -123,3 +124,25 @@ def test_exercise_checkers_name_the_classic_slips():
                                   (ex.check_uniform_copy, divides_by_T, "divide by t")):
         with pytest.raises(ExerciseFailed, match=message):
             check(wrong)
+
+    def no_mask(T, dim, beta):
+        p = mesa.positional_codes(T + 1, dim, dtype=torch.float64)
+        return torch.softmax(beta * p[:T] @ p[1:].T, dim=-1)
+
+    def query_moved(T, dim, beta):
+        p = mesa.positional_codes(T + 1, dim, dtype=torch.float64)
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        return torch.softmax((beta * p[1:] @ p[:T].T).masked_fill(~causal, float("-inf")), dim=-1)
+
+    for wrong, message in ((no_mask, "later tokens"), (query_moved, "not the query's")):
+        with pytest.raises(ExerciseFailed, match=message):
+            ex.check_copy_attention(wrong)
+
+
+def test_exercise_checkers_accept_float32_answers():
+    """The natural student line uses the position codes' default float32: a correct answer in float32 must pass."""
+    from icl_course.exercises.mesa import mesa_dataset as ex
+
+    f32 = lambda fn: (lambda *a: fn(*(x.float() if isinstance(x, torch.Tensor) else x for x in a)).float())
+    for name in ("shift_rotation", "copy_attention", "gd_on_copied", "uniform_copy"):
+        getattr(ex, f"check_{name}")(f32(getattr(ex, name)))  # raises if a float32 answer is refused

@@ -272,6 +272,12 @@ def test_mesa_layer_is_residual_plus_projected_mesa_attention(method):
     assert torch.equal(layer(E), E)  # P = 0: the residual alone, exactly
 
 
+def test_mesa_layer_without_residual_returns_the_update_alone():
+    E = torch.randn(2, 5, 6, generator=runtime.generator(1), dtype=F64)
+    with_res, update = _layer(lam_init=0.7)(E), _layer(lam_init=0.7, residual=False)(E)
+    assert rel(update, with_res - E) < 1e-12 and rel(update, with_res) > 0.1
+
+
 def test_mesa_layer_and_causal_attention_are_interchangeable_in_a_stack():
     """Both add their own residual: a stack of [mesa, linear] equals applying them in turn, and the linear layer's
     W_O = 0 makes it the identity."""

@@ -10,7 +10,10 @@ from .deeper import *  # noqa: F401,F403  (registers M11, M10, M7)
 from .deeper import __all__ as _deeper_all
 from .mesa_dataset import *  # noqa: F401,F403  (registers M12, M13, M18)
 from .mesa_dataset import __all__ as _mesa_dataset_all
+from .prompting import *  # noqa: F401,F403  (registers M6, M23, M24)
+from .variants import *  # noqa: F401,F403  (registers M25–M27)
 from .family import *  # noqa: F401,F403  (registers M14–M17)
+from .language import *  # noqa: F401,F403  (registers M20–M22)
 # isort: on
 
 __all__ = list(_causal_gd_all) + list(_deeper_all) + list(_mesa_dataset_all)
