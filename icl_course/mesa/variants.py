@@ -1,18 +1,22 @@
 """Other sequences: contracting and partially observed linear dynamics.
 
 *Contracting* dynamics ``s_{t+1} = W s_t + ε`` with ``W = U diag(λ) U⁻¹``, eigenvalues in ``(0.3, 0.9)`` (the official
-contracting generator): the states decay towards the noise, so later pairs carry less signal, and one GD step with a
-single step size suits early and late positions badly. The mesa layer and ridge regression (λ = 1e-3, pairs
-``j ≤ t``) are compared with GD-1 at its best step on the same sequences (:func:`contracting_curves`).
+contracting generator's eigenvalues): the states decay towards the noise, so later pairs carry less signal, and all
+sequences share the prior mean ``E W = λ̄ I`` (``λ̄ ≈ 0.63``). The mesa layer and ridge regression (λ = 1e-3, pairs
+``j ≤ t``) are compared with GD-1 at its best step from ``W_0 = 0`` and from ``ĉ I``, and with the context-free
+predictors ``ĉ s_t`` and ``ĉ_t s_t`` fitted on other sequences (:func:`prior_gains`, :func:`contracting_curves`).
 
 *Partially observed* dynamics: the model sees ``o_t = C s_t`` with ``C (p, D)``, ``p < D``
 (:func:`~icl_course.tasks.observe`). One observation does not determine the next, but the stacked history
 ``z_t = [o_t, o_{t−1}, …, o_{t−k+1}]`` (zero-padded at the start; :func:`history_tokens`) generically does once
-``k p ≥ D`` (observability): ``o_{t+1}`` is a linear function of ``z_t``. The in-context objective becomes ridge
-regression of ``o_j`` on ``z_{j−1}`` (:func:`history_ridge_predict`), which is exactly
-``mesa_attention(q=z_t, k=z_{t−1}, v=o_t, λ)`` (:func:`history_mesa_error`). A mesa layer is trained on the
+``k p ≥ D`` (observability): for ``t ≥ k`` and without noise, ``o_{t+1}`` is a linear function of ``z_t``. The
+in-context objective becomes ridge regression of ``o_j`` on ``z_{j−1}`` (:func:`history_ridge_predict`), which is
+exactly ``mesa_attention(q=z_t, k=z_{t−1}, v=o_t, λ)`` (:func:`history_mesa_error`). A mesa layer is trained on the
 constructed tokens ``(0, o_t, z_t, z_{t−1})`` (:func:`history_layout`), its prediction of ``o_{t+1}`` read from the
-first ``p`` entries, through the one Part IV recipe (``train_sequence_model`` with ``view=observed(p)``).
+first ``p`` entries, through the one Part IV recipe (``train_sequence_model`` with ``view=observed(p)``). These
+tokens are the course's construction: the official ``ConstructedPartObsGenerator`` token is ``z_t`` alone
+(``embed_dim // obs_dim`` observations, no zero slot, no ``z_{t−1}``). The Bayes-optimal reference with known ``W``
+and ``C`` is the Kalman filter (:func:`kalman_predict`).
 
 References
 ----------
@@ -24,7 +28,7 @@ partially observed systems" (``book/part4_variants.ipynb``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -36,9 +40,10 @@ from ._mesa_attention import MesaLayer, mesa_attention
 from ._mesa_model import MESA, new_mesa_model
 
 __all__ = ["VariantSettings", "VARIANTS", "CONTRACTING", "contracting_transition", "zero_predictor_loss",
-           "contracting_eval_set",
+           "contracting_eval_set", "PriorGains", "prior_gains",
            "gd_step_search", "contracting_curves", "train_contracting_mesa", "observed", "observed_eval_set",
-           "history_tokens", "history_layout", "history_ridge_predict", "HistoryIdentity", "history_mesa_error",
+           "history_tokens", "history_layout", "observation_matrix", "kalman_predict",
+           "PaddingEffect", "padding_effect", "history_ridge_predict", "HistoryIdentity", "history_mesa_error",
            "history_curves",
            "new_history_mesa_model", "train_history_mesa", "ContractingComparison", "contracting_comparison",
            "HistoryFit", "history_fit"]
@@ -99,21 +104,53 @@ def contracting_eval_set(n_seqs: int, *, seed: int, dtype: torch.dtype = torch.f
     return dynamics_eval_set(n_seqs, seed=seed, dtype=dtype, **CONTRACTING)
 
 
-def gd_step_search(batch: tasks.DynamicsBatch, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
+def gd_step_search(batch: tasks.DynamicsBatch, lo: float = 0.0, hi: float = 1.0,
+                   w0: float = 0.0) -> tuple[float, float]:
     """The single step size η that minimises GD-1's mean loss over all positions on ``batch``: ``(η*, loss)``
-    (golden-section search; the official ``opt_eta`` scans a grid)."""
-    loss = lambda eta: float(per_step_loss(solvers.causal_gd_predict(batch.inputs, eta), batch.targets).mean())
+    (golden-section search; the official ``opt_eta`` scans a grid). The step starts from ``W_0 = w0·I``."""
+    x = batch.inputs
+    W0 = None if w0 == 0 else w0 * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    loss = lambda eta: float(per_step_loss(solvers.causal_gd_predict(x, eta, W0), batch.targets).mean())
     eta = solvers.line_search(loss, lo, hi, tol=1e-5)
     return eta, loss(eta)
 
 
-def contracting_curves(batch: tasks.DynamicsBatch, eta: float, lam: float = 1e-3) -> dict[str, torch.Tensor]:
+class PriorGains(NamedTuple):
+    """The context-free predictors ``ŝ_{t+1} = ĉ s_t``: one least-squares gain ``shared`` for all sequences and
+    positions, and one per position, ``position`` ``(T,)``."""
+
+    shared: float
+    position: torch.Tensor
+
+
+def prior_gains(batch: tasks.DynamicsBatch) -> PriorGains:
+    """:class:`PriorGains` fitted by least squares on ``batch`` (in float64): ``ĉ = Σ s_t·s_{t+1} / Σ ‖s_t‖²`` over all
+    sequences and positions, and ``ĉ_t`` the same sum over sequences at position ``t``. No context is used: the gain
+    is what the prior ``E W = λ̄ I`` alone allows."""
+    x, y = batch.inputs.double(), batch.targets.double()
+    return PriorGains(float((x * y).sum() / (x * x).sum()), ((x * y).sum((0, 2)) / (x * x).sum((0, 2))))
+
+
+def contracting_curves(batch: tasks.DynamicsBatch, eta: float, lam: float = 1e-3, *, gains: PriorGains | None = None,
+                       eta_prior: float | None = None) -> dict[str, torch.Tensor]:
     """Per-position loss curves ``(T,)`` on ``batch``: ridge (``lam``, pairs ``j ≤ t``, in float64), GD-1 at step
-    ``eta`` and the zero predictor."""
+    ``eta`` from ``W_0 = 0`` and the zero predictor; with ``gains`` (:func:`prior_gains`, fitted on other sequences)
+    also the context-free ``ĉ s_t`` and ``ĉ_t s_t``, and with ``eta_prior`` GD-1 at that step from ``W_0 = ĉ I``."""
     x, y = batch.inputs, batch.targets
     ridge = solvers.causal_ridge_predict(x.double(), lam).to(x.dtype)
-    return {"ridge, pairs j ≤ t": per_step_loss(ridge, y), "GD-1": per_step_loss(solvers.causal_gd_predict(x, eta), y),
-            "zero predictor": per_step_loss(torch.zeros_like(y), y)}
+    curves = {"ridge, pairs j ≤ t": per_step_loss(ridge, y),
+              "GD-1": per_step_loss(solvers.causal_gd_predict(x, eta), y),
+              "zero predictor": per_step_loss(torch.zeros_like(y), y)}
+    if gains is not None:
+        c_t = gains.position.to(x.dtype)
+        curves["ĉ·s_t, no context"] = per_step_loss(gains.shared * x, y)
+        curves["ĉ_t·s_t, no context"] = per_step_loss(c_t[None, :, None] * x, y)
+        if eta_prior is not None:
+            W0 = gains.shared * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+            curves["GD-1 from ĉI"] = per_step_loss(solvers.causal_gd_predict(x, eta_prior, W0), y)
+    elif eta_prior is not None:
+        raise ValueError("eta_prior needs gains (the start ĉ I)")
+    return curves
 
 
 def train_contracting_mesa(settings: VariantSettings = VARIANTS.cpu, *, seed: int = 0, steps: int | None = None,
@@ -143,8 +180,10 @@ def observed_eval_set(n_seqs: int, obs_dim: int, *, seed: int, dtype: torch.dtyp
 
 
 def history_tokens(obs: torch.Tensor, k: int) -> torch.Tensor:
-    """``z_t = [o_t, o_{t−1}, …, o_{t−k+1}]`` ``(B, T, k·p)`` for ``obs (B, T, p)``, zero-padded before ``o_1`` (the
-    official ``ConstructedPartObsGenerator``)."""
+    """``z_t = [o_t, o_{t−1}, …, o_{t−k+1}]`` ``(B, T, k·p)`` for ``obs (B, T, p)``, zero-padded before ``o_1``. The
+    stacking (newest first, zeros before ``o_1``) follows the official ``ConstructedPartObsGenerator``, whose token is
+    this ``z_t`` alone with ``k = embed_dim // obs_dim``; the course's tokens (:func:`history_layout`) add a zero
+    read-out slot, ``o_t`` and ``z_{t−1}``."""
     _checks.tensor("obs", obs, 3, "(B, T, p)")
     k = _checks.positive_int("k", k)
     B, T, p = obs.shape
@@ -158,9 +197,10 @@ def _previous(z: torch.Tensor) -> torch.Tensor:
 
 
 def history_layout(k: int) -> Tokenizer:
-    """The constructed tokens for partial observations: ``obs (B, T, p)`` → ``(0, o_t, z_t, z_{t−1})``
-    ``(B, T, 2p + 2kp)``; the prediction of ``o_{t+1}`` is read from the first ``p`` entries (the zero slot), and
-    each token holds the pair ``(z_{t−1}, o_t)`` the objective regresses on. ``k = 1`` gives the full-state layout
+    """The course's constructed tokens for partial observations: ``obs (B, T, p)`` → ``(0, o_t, z_t, z_{t−1})``
+    ``(B, T, 2p + 2kp)`` (not the official layout, whose token is ``z_t`` alone); the prediction of ``o_{t+1}`` is
+    read from the first ``p`` entries (the zero slot), and each token holds the pair ``(z_{t−1}, o_t)`` the objective
+    regresses on. ``k = 1`` gives the full-state layout
     :func:`~icl_course.tasks.mesa_tokens` of the observations."""
     k = _checks.positive_int("k", k)
 
@@ -171,13 +211,17 @@ def history_layout(k: int) -> Tokenizer:
     return layout
 
 
-def history_ridge_predict(obs: torch.Tensor, k: int, lam: float) -> torch.Tensor:
+def history_ridge_predict(obs: torch.Tensor, k: int, lam: float, *, skip_padded: bool = False) -> torch.Tensor:
     """``ô_{t+1} = W_t z_t`` ``(B, T, p)``: ridge regression of ``o_j`` on ``z_{j−1}`` over the pairs ``j ≤ t``,
     ``W_t = (Σ_j o_j z_{j−1}ᵀ)(Σ_j z_{j−1} z_{j−1}ᵀ + λI)⁻¹``. ``k = 1`` is ridge on single observations
-    (:func:`~icl_course.solvers.causal_ridge_predict` of ``obs``), misspecified when ``p < D``."""
+    (:func:`~icl_course.solvers.causal_ridge_predict` of ``obs``), misspecified when ``p < D``. ``skip_padded``
+    leaves out the pairs ``j ≤ k`` whose key ``z_{j−1}`` is zero-padded (for them ``z_{j−1} ≠ O_k s_{j−1}``)."""
     lam = _checks.positive_float("lam", lam)
     z = history_tokens(obs, k)
     prev = _previous(z)
+    if skip_padded:
+        keep = (torch.arange(obs.shape[1], device=obs.device) >= k).to(obs.dtype)[None, :, None]  # pairs j ≥ k + 1
+        prev, obs = prev * keep, obs * keep
     A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # Σ z_{j−1} z_{j−1}ᵀ, (B, T, kp, kp)
     C = torch.cumsum(obs[..., :, None] * prev[..., None, :], dim=1)  # Σ o_j z_{j−1}ᵀ, (B, T, p, kp)
     eye = torch.eye(z.shape[-1], dtype=obs.dtype, device=obs.device)
@@ -204,15 +248,85 @@ def history_mesa_error(*, seed: int = 0, n_seqs: int = 16, obs_dim: int = 5, k: 
                            rel(history_ridge_predict(obs, 1, lam), single))
 
 
-def history_curves(batch: tasks.DynamicsBatch, ks: tuple[int, ...] = (1, 2, 3, 4),
-                   lam: float = 1e-3) -> dict[str, torch.Tensor]:
+def observation_matrix(n_seqs: int, obs_dim: int, *, seed: int, dtype: torch.dtype = torch.float32,
+                       **task_kw) -> torch.Tensor:
+    """The observation matrices ``C`` ``(B, obs_dim, D)`` of :func:`observed_eval_set` with the same arguments (drawn
+    again from the same ``seed``), for the predictors that know the system (:func:`kalman_predict`)."""
+    p, drawn = _checks.positive_int("obs_dim", obs_dim), []
+    drawn_view = lambda batch, gen: drawn.append(tasks.observe(batch.states, p, generator=gen)[1])
+    dynamics_eval_set(n_seqs, seed=seed, dtype=dtype, view=drawn_view, **task_kw)
+    return drawn[0]
+
+
+def kalman_predict(obs: torch.Tensor, W: torch.Tensor, C: torch.Tensor, noise_std: float = DYNAMICS.noise_std,
+                   prior_var: float = 1 / 3) -> torch.Tensor:
+    """The Kalman filter's one-step prediction ``ô_{t+1} = C W ŝ_{t|t}`` ``(B, T, p)`` from ``o_1 … o_t`` with the
+    system known: ``W (B, D, D)``, ``C (B, p, D)``, process noise ``σ = noise_std``, no observation noise, and
+    ``s_1 ~ (0, prior_var·I)`` (``U(−1, 1)^D`` has variance 1/3). It is the best predictor linear in the past
+    observations (the Bayes-optimal one for Gaussian ``s_1``), a floor for every in-context learner of the same data.
+    The innovation covariance ``C P Cᵀ`` may be singular without noise; its pseudo-inverse is used, with directions
+    of variance below ``1e-10·prior_var`` (already known) left out."""
+    _checks.tensor("obs", obs, 3, "(B, T, p)")
+    B, T, p = obs.shape
+    D = W.shape[-1]
+    if W.shape != (B, D, D) or C.shape != (B, p, D):
+        raise ValueError(f"need W (B, D, D) and C (B, p, D) for obs {tuple(obs.shape)}, got {tuple(W.shape)} and "
+                         f"{tuple(C.shape)}")
+    sig = _checks.positive_float("noise_std", noise_std, allow_zero=True)
+    eye = torch.eye(D, dtype=obs.dtype, device=obs.device)
+    P = (_checks.positive_float("prior_var", prior_var) * eye).expand(B, D, D)  # Cov(s_t | o_1 … o_{t−1})
+    tiny = 1e-10 * prior_var
+    s = obs.new_zeros(B, D, 1)  # E[s_t | o_1 … o_{t−1}]
+    Ct = C.transpose(1, 2)
+    preds = []
+    for t in range(T):
+        K = P @ Ct @ torch.linalg.pinv(C @ P @ Ct, atol=tiny)  # gain (B, D, p)
+        s = s + K @ (obs[:, t, :, None] - C @ s)  # E[s_t | o_1 … o_t]
+        P = P - K @ C @ P
+        P = 0.5 * (P + P.transpose(1, 2))
+        s = W @ s  # E[s_{t+1} | o_1 … o_t]
+        preds.append((C @ s)[..., 0])
+        P = W @ P @ W.transpose(1, 2) + sig**2 * eye
+    return torch.stack(preds, dim=1)
+
+
+def history_curves(batch: tasks.DynamicsBatch, ks: tuple[int, ...] = (1, 2, 3, 4), lam: float = 1e-3, *,
+                   C: torch.Tensor | None = None, learnt: tuple[int, float] | None = None) -> dict[str, torch.Tensor]:
     """Per-position loss curves ``(T,)`` of the closed-form history ridge for every ``k`` in ``ks`` (float64) on an
-    observed ``batch`` (:func:`observed_eval_set`), and of the zero predictor."""
+    observed ``batch`` (:func:`observed_eval_set`), and of the zero predictor; with the observation matrices ``C``
+    (:func:`observation_matrix`) also the Kalman filter (:func:`kalman_predict`, known ``W`` and ``C``), and with
+    ``learnt = (k, λ)`` the history ridge at that ``k`` and a trained layer's ``λ``."""
     x, y = batch.inputs, batch.targets
     curves = {f"history ridge, k = {k}": per_step_loss(history_ridge_predict(x.double(), k, lam).to(x.dtype), y)
               for k in ks}
+    if learnt is not None:
+        k, lam_l = learnt
+        curves[f"history ridge, k = {k}, learnt λ"] = per_step_loss(
+            history_ridge_predict(x.double(), k, lam_l).to(x.dtype), y)
+    if C is not None:
+        curves["Kalman filter (known W, C)"] = per_step_loss(
+            kalman_predict(x.double(), batch.W.double(), C.double()).to(x.dtype), y)
     curves["zero predictor"] = per_step_loss(torch.zeros_like(y), y)
     return curves
+
+
+class PaddingEffect(NamedTuple):
+    """Mean loss over ``t > LATE`` of the history ridge without process noise (σ = 0), with all pairs ``j ≤ t``
+    (``padded``) and without the zero-padded pairs ``j ≤ k`` (``clean``), for ``k`` in ``ks``."""
+
+    ks: tuple[int, ...]
+    padded: tuple[float, ...]
+    clean: tuple[float, ...]
+
+
+def padding_effect(n_seqs: int = 300, obs_dim: int = 5, *, seed: int = 2, ks: tuple[int, ...] = (2, 3),
+                   lam: float = 1e-3) -> PaddingEffect:
+    """:class:`PaddingEffect` on ``n_seqs`` noise-free partially observed float64 sequences: there ``o_{t+1}`` is
+    exactly linear in ``z_t`` for ``t ≥ k``, so what is left late comes from the padded pairs and from ``λ``."""
+    ev = observed_eval_set(n_seqs, obs_dim, seed=seed, dtype=torch.float64, settings=replace(DYNAMICS, noise_std=0.0))
+    late = lambda pred: float(per_step_loss(pred, ev.targets)[LATE:].mean())
+    return PaddingEffect(tuple(ks), tuple(late(history_ridge_predict(ev.inputs, k, lam)) for k in ks),
+                         tuple(late(history_ridge_predict(ev.inputs, k, lam, skip_padded=True)) for k in ks))
 
 
 def new_history_mesa_model(obs_dim: int, k: int, *, seed: int = 0) -> CausalStack:
@@ -244,45 +358,69 @@ FIRST = 2
 on contracting sequences that one position would hold most of the mean."""
 
 LATE = 20
-"""Late positions are ``t > LATE``, where every consistent learner has seen more pairs than unknowns."""
+"""Late positions are ``t > LATE``, where every consistent learner with ``k ≤ 3`` has seen more pairs than unknowns."""
+
+
+EARLY = (3, 10)
+"""Early positions ``3 ≤ t ≤ 10``: a few pairs have been seen and the states have not yet faded into the noise, so this
+is where the context can beat a learnt prior gain on contracting sequences."""
 
 
 class ContractingComparison(NamedTuple):
     """M25: mean loss over positions ``t ≥ 2`` on contracting sequences of the trained mesa layer, ridge (λ = 1e-3,
-    pairs ``j ≤ t``), GD-1 at its best step and the zero predictor; and the losses at ``t = 1`` of the layer and of the
-    zero predictor (where ridge and GD-1 predict 0 too)."""
+    pairs ``j ≤ t``), GD-1 at its best step from ``W_0 = 0`` (``gd``) and from ``ĉ I`` (``gd_prior``), the
+    context-free ``ĉ s_t`` (``shared``) and ``ĉ_t s_t`` (``position``) and the zero predictor; the losses at ``t = 1``
+    of the layer and of the zero predictor (where ridge and GD-1 from 0 predict 0 too); and the means over
+    :data:`EARLY` of the layer, ridge and ``ĉ_t s_t``."""
 
     mesa: float
     ridge: float
     gd: float
+    gd_prior: float
+    shared: float
+    position: float
     zero: float
     mesa_first: float
     zero_first: float
+    mesa_early: float
+    ridge_early: float
+    position_early: float
 
 
 def contracting_comparison(curves: dict[str, torch.Tensor], mesa: str = "mesa layer") -> ContractingComparison:
-    """:class:`ContractingComparison` from per-position loss curves (:func:`contracting_curves` plus the model's)."""
+    """:class:`ContractingComparison` from per-position loss curves (:func:`contracting_curves` with ``gains`` and
+    ``eta_prior``, plus the model's)."""
     m = lambda key: float(curves[key][FIRST - 1:].mean())
-    return ContractingComparison(m(mesa), m("ridge, pairs j ≤ t"), m("GD-1"), m("zero predictor"),
-                                 float(curves[mesa][0]), float(curves["zero predictor"][0]))
+    early = lambda key: float(curves[key][EARLY[0] - 1:EARLY[1]].mean())
+    return ContractingComparison(m(mesa), m("ridge, pairs j ≤ t"), m("GD-1"), m("GD-1 from ĉI"),
+                                 m("ĉ·s_t, no context"), m("ĉ_t·s_t, no context"), m("zero predictor"),
+                                 float(curves[mesa][0]), float(curves["zero predictor"][0]), early(mesa),
+                                 early("ridge, pairs j ≤ t"), early("ĉ_t·s_t, no context"))
 
 
 class HistoryFit(NamedTuple):
     """M27: mean loss over positions ``t ≥ 2`` on partially observed sequences of ridge on single observations
-    (``k = 1``), the closed-form history ridge at the trained layer's ``k``, the trained mesa layer, and the zero
-    predictor; and the mean over ``t > LATE`` of the closed form and of the layer."""
+    (``k = 1``), the closed-form history ridge at the trained layer's ``k`` (λ = 1e-3, ``history``; the layer's learnt
+    λ, ``learnt``), the trained mesa layer, the Kalman filter with ``W`` and ``C`` known and the zero predictor; and the
+    means over ``t > LATE`` of the closed forms, the layer and the Kalman filter."""
 
     single: float
     history: float
+    learnt: float
     mesa: float
+    kalman: float
     zero: float
     history_late: float
+    learnt_late: float
     mesa_late: float
+    kalman_late: float
 
 
 def history_fit(curves: dict[str, torch.Tensor], k: int, mesa: str = "mesa layer") -> HistoryFit:
-    """:class:`HistoryFit` from per-position loss curves (:func:`history_curves` plus the model's)."""
+    """:class:`HistoryFit` from per-position loss curves (:func:`history_curves` with ``C`` and ``learnt``, plus the
+    model's)."""
     m = lambda key: float(curves[key][FIRST - 1:].mean())
     late = lambda key: float(curves[key][LATE:].mean())
-    return HistoryFit(m("history ridge, k = 1"), m(f"history ridge, k = {k}"), m(mesa), m("zero predictor"),
-                      late(f"history ridge, k = {k}"), late(mesa))
+    h, lt, kf = f"history ridge, k = {k}", f"history ridge, k = {k}, learnt λ", "Kalman filter (known W, C)"
+    return HistoryFit(m("history ridge, k = 1"), m(h), m(lt), m(mesa), m(kf), m("zero predictor"), late(h), late(lt),
+                      late(mesa), late(kf))

@@ -68,10 +68,12 @@ def sample_linear_dynamics(
         ``"orthogonal"``: ``W`` Haar-random on O(D) per sequence (:func:`haar_orthogonal`), so nothing about ``W``
         can be memorised across sequences and ``‖s_t‖`` stays put (up to the noise). ``"contracting"``:
         ``W = U diag(λ) U⁻¹`` with ``U`` Gaussian, ``D − 1`` eigenvalues ``~ U(eigenvalues)`` and one equal to the
-        upper end (the official contracting generator).
+        upper end (the official contracting generator's eigenvalues and Gaussian eigenvectors, **without** its clip of
+        the states at ±10).
     eigenvectors : ``"gaussian"`` or ``"orthogonal"``
-        For ``kind="contracting"``: ``U`` Gaussian (official; ``W`` is then non-normal and ``‖s_t‖`` can grow by
-        orders of magnitude before it decays — the official generator clips states at ±10) or Haar-orthogonal
+        For ``kind="contracting"``: ``U`` Gaussian (as the official generator; ``W`` is then non-normal and ``‖s_t‖``
+        can grow by orders of magnitude before it decays — the official generator clips states at ±10, this one does
+        not) or Haar-orthogonal
         (``W = U diag(λ) Uᵀ`` symmetric, so ``‖s_{t+1}‖ ≤ 0.9 ‖s_t‖`` up to the noise).
     noise_std : float
         ``σ`` (official 0.01).
