@@ -8,13 +8,14 @@ export PYTHONHASHSEED = 0
 
 .PHONY: setup book test test-fast notebooks student bench clean
 
-## setup: create .venv and install the package with every extra, pinned by constraints.txt
+## setup: create .venv, install the package with every extra (pinned by constraints.txt), convert the real LM once
 setup: $(STAMP)
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=24"
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m icl_course prepare-lm
 	touch $(STAMP)
 
 ## book: build the HTML book into _build/html (renders the committed, executed notebooks)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m icl_course {reproduce,student,grade,doctor,reproduce-page} …``."""
+"""Command line: ``python -m icl_course {reproduce,student,grade,doctor,prepare-lm,reproduce-page} …``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import platform
 import shutil
 import sys
 from pathlib import Path
+
+
+def _lm_state() -> str:
+    from . import lm
+
+    path = lm.checkpoint_dir()
+    return str(path) if (path / "config.json").exists() else "not prepared (run `python -m icl_course prepare-lm`)"
 
 
 def _doctor() -> int:
@@ -22,9 +29,10 @@ def _doctor() -> int:
         "torch threads": torch.get_num_threads(),
         "CUDA available": torch.cuda.is_available(),
         "cache folder": str(runtime.cache_dir()),
+        "real LM (prepare-lm)": _lm_state(),
         "chromium (browser test)": shutil.which("chromium") or "not found",
     }
-    for mod in ("jupyter_book", "nbval", "ipywidgets", "matplotlib"):
+    for mod in ("jupyter_book", "nbval", "ipywidgets", "matplotlib", "transformers"):
         try:
             rows[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - report, don't crash
@@ -48,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_argument("--json", action="store_true")
     gr.add_argument("--timeout", type=int, default=900)
     sub.add_parser("doctor", help="what this set-up has and lacks")
+    sub.add_parser("prepare-lm", help="obtain and convert the real LM (SmolLM2-135M-Instruct) into the course cache")
     pg = sub.add_parser("reproduce-page", help="regenerate book/reproducibility.md from the registry")
     pg.add_argument("--book", type=Path, default=Path(__file__).resolve().parent.parent / "book")
     if argv and argv[0] == "reproduce":
@@ -55,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce_main(argv[1:])
     args = parser.parse_args(argv)
+    if args.command == "prepare-lm":
+        from . import lm
+
+        print(f"real LM ready: {lm.prepare()}")
+        return 0
     if args.command == "doctor":
         return _doctor()
     if args.command == "student":

@@ -21,6 +21,8 @@ from ._provenance import code_hash
 from .parts import part_of_notebook
 
 DEFAULT_BUDGET_S = 120
+BOOK_CPU_LIMIT_S = 30 * 60
+"""The whole book's kernel CPU time under strict nbval may not pass this (25 min until Part II's real-LM chapters)."""
 
 
 def notebook_paths(root: Path) -> list[Path]:

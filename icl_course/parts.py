@@ -28,12 +28,13 @@ class Part(NamedTuple):
 
 
 PARTS: tuple[Part, ...] = (
+    Part(2, "meta_optimizer", "The meta-optimizer view"),
     Part(3, "gd_transformer", "The GD construction"),
     Part(4, "mesa", "Mesa-optimization"),
 )
 
 FOUNDATION = ("_checks", "_deprecation", "runtime", "tasks", "solvers", "attention", "models", "gpt", "causal", "train",
-              "metrics", "query", "parts", "data")
+              "metrics", "query", "lm", "parts", "data")
 """The foundation modules (they know no chapter); everything else outside :data:`PARTS` is presentation."""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from .notebooks import notebook_paths
+from .notebooks import BOOK_CPU_LIMIT_S, notebook_paths
 from .reproduce import REGISTRY, _load_claims
 
 MARKER = "<!-- GENERATED TABLE BELOW: do not edit by hand -->"
@@ -40,7 +40,7 @@ def generated_section(book: Path) -> str:
         total += meta.get("cpu_seconds", 0.0)
         lines.append(f"| {{doc}}`{path.stem}` | {meta.get('cpu_seconds', '–')} | {meta.get('wall_seconds', '–')} | "
                      f"{meta.get('budget_seconds', '–')} | {meta.get('torch', '–')} |")
-    lines += ["", f"Whole book: {total:.1f} s of kernel CPU time (limit 25 min).", ""]
+    lines += ["", f"Whole book: {total:.1f} s of kernel CPU time (limit {BOOK_CPU_LIMIT_S // 60} min).", ""]
     return "\n".join(lines)
 
 

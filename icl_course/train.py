@@ -90,6 +90,7 @@ def fit(
     clip_mode: str = "norm",
     weight_decay: float = 0.0,
     lr_schedule: Callable[[int], float] | None = None,
+    optimizer: str = "adam",
     eval_batch: Any = None,
     eval_every: int = 100,
     callbacks: dict[str, Callable[[nn.Module], Any]] | None = None,
@@ -98,7 +99,8 @@ def fit(
     progress: bool | None = None,
     desc: str = "training",
 ) -> History:
-    """Train ``model`` in place on ``loss_fn(model, batch)`` with Adam after exact global-norm clipping.
+    """Train ``model`` in place on ``loss_fn(model, batch)`` with Adam (or plain SGD) after exact global-norm
+    clipping; only the parameters with ``requires_grad`` are updated.
 
     Parameters
     ----------
@@ -122,6 +124,9 @@ def fit(
     lr_schedule : callable, optional
         ``lr_schedule(step)`` multiplies ``lr`` at each step (e.g. the official mesa code's warm-up and cosine
         decay, :func:`warmup_cosine`).
+    optimizer : {"adam", "sgd"}
+        ``"sgd"`` is plain SGD ``θ ← θ − lr·g`` (no momentum; ``betas``, ``eps`` and ``weight_decay`` unused): the
+        fine-tuning baseline of Dai et al. (2022), one epoch over the demonstrations with batch size 1.
     eval_batch : optional
         A fixed batch; ``loss_fn`` on it (no grad) is recorded after update 0 and every ``eval_every``
         updates, and after the last one.
@@ -151,10 +156,17 @@ def fit(
         raise ValueError(f"clip_mode must be 'norm' (global norm) or 'value' (element-wise), got {clip_mode!r}")
     if not callable(batches) and len(batches) < steps:
         raise ValueError(f"batches holds {len(batches)} batches but steps={steps}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameter with requires_grad=True: nothing to train")
     wd = _checks.positive_float("weight_decay", weight_decay, allow_zero=True)
-    opt = (torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=wd) if wd > 0
-           else torch.optim.Adam(params, lr=lr, betas=betas, eps=eps))
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr)
+    else:
+        opt = (torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=wd) if wd > 0
+               else torch.optim.Adam(params, lr=lr, betas=betas, eps=eps))
     hist = History(extras={name: [] for name in (callbacks or {})})
     show = progress_default() if progress is None else progress  # None: tqdm shows it only on a terminal
     from tqdm.auto import tqdm

@@ -2,7 +2,8 @@
 
 After a notebook's last cell, and before nbval shuts its kernel down, the kernel's CPU time is read; the
 notebook fails if it exceeds 1.5× the budget declared in its metadata (``metadata.icl_course.budget_seconds``),
-and the session fails if the whole book passes 25 minutes. This is the only timed check of the suite: it
+and the session fails if the whole book passes 30 minutes (25 until Part II's real-LM chapters, which run a
+135M-parameter model; the whole CI run stays under its 60 minutes). This is the only timed check of the suite: it
 measures CPU time, not wall time, so a busy machine does not make it flaky.
 """
 
@@ -13,10 +14,10 @@ import json
 import pytest
 
 from icl_course import runtime
-from icl_course.notebooks import DEFAULT_BUDGET_S, kernel_cpu_seconds
+from icl_course.notebooks import BOOK_CPU_LIMIT_S, DEFAULT_BUDGET_S, kernel_cpu_seconds
 
 BUDGET_FACTOR = 1.5
-BOOK_LIMIT_S = 25 * 60
+BOOK_LIMIT_S = BOOK_CPU_LIMIT_S
 _MEASURED: dict[str, dict] = {}
 _KEY = pytest.StashKey[dict]()
 

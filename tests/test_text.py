@@ -51,3 +51,14 @@ def test_ngram_baselines_are_the_smoothed_counts():
         tasks.ngram_log_probs(ids, 3, 3)
 
 
+
+
+def test_polarity_labels_are_balanced_and_aligned_with_the_sentences():
+    texts, labels = tasks.movie_review_polarity()
+    assert texts == tasks.movie_review_sentences() and labels.shape == (8530,) and labels.dtype == torch.long
+    assert int(labels.sum()) == 4265 and set(labels.tolist()) == {0, 1}
+    assert labels[0] == 1 and labels[-1] == 0  # the file lists the positive sentences first
+    imdb_texts, imdb_labels = tasks.movie_review_polarity("imdb")
+    assert len(imdb_texts) == len(imdb_labels) == 25000 and int(imdb_labels.sum()) == 12500
+    with pytest.raises(ValueError, match="source"):
+        tasks.movie_review_polarity("yelp")

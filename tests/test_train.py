@@ -297,3 +297,37 @@ def test_warmup_cosine_schedule_and_its_use():
     w0 = model.weight.detach().clone()
     fit(model, mse, lambda step: (X, Y), 1, lr=1e-2, clip=None, lr_schedule=m, progress=False)
     assert torch.equal(model.weight, w0), "a zero learning rate at step 0 leaves the weights unchanged"
+
+
+def test_fit_sgd_is_plain_sgd_on_the_trainable_parameters_only():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4, dtype=F64), nn.Linear(4, 1, dtype=F64))
+    model[0].weight.requires_grad_(False)  # frozen: must not move
+    batches = [(torch.randn(5, 3, dtype=F64), torch.randn(5, 1, dtype=F64)) for _ in range(3)]
+
+    def loss_fn(m, b):
+        return ((m(b[0]) - b[1]) ** 2).mean()
+
+    ref = {n: p.detach().clone() for n, p in model.named_parameters()}
+    expected = {n: p.clone() for n, p in ref.items()}
+    for x, y in batches:  # the same three updates by hand
+        ps = {n: p.clone().requires_grad_(n != "0.weight") for n, p in expected.items()}
+        h = x @ ps["0.weight"].T + ps["0.bias"]
+        loss = ((h @ ps["1.weight"].T + ps["1.bias"] - y) ** 2).mean()
+        grads = torch.autograd.grad(loss, [p for n, p in ps.items() if n != "0.weight"])
+        for (n, _), g in zip([(n, p) for n, p in ps.items() if n != "0.weight"], grads):
+            expected[n] = expected[n] - 0.1 * g
+    fit(model, loss_fn, batches, 3, lr=0.1, optimizer="sgd", clip=None, progress=False)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p, expected[n], rtol=1e-12, atol=1e-14), n
+    assert torch.equal(model[0].weight, ref["0.weight"])
+
+
+def test_fit_rejects_an_unknown_optimizer_and_a_model_with_nothing_to_train():
+    model = nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(model, lambda m, b: m(b).sum(), [torch.ones(1, 2)], 1, optimizer="adagrad", progress=False)
+    model.weight.requires_grad_(False)
+    model.bias.requires_grad_(False)
+    with pytest.raises(ValueError, match="requires_grad"):
+        fit(model, lambda m, b: m(b).sum(), [torch.ones(1, 2)], 1, progress=False)

