@@ -24,7 +24,7 @@ from torch import nn
 from . import _checks
 from .causal import CausalSelfAttention
 
-__all__ = ["GPTConfig", "GPT", "attention_mixer"]
+__all__ = ["GPTConfig", "GPT", "RegressionGPT", "attention_mixer"]
 
 Mixer = Callable[[int], nn.Module]
 """``mixer(layer_index) -> module`` mapping ``(B, T, C)`` to the update ``(B, T, C)`` (no residual), causally."""
@@ -198,3 +198,50 @@ class GPT(nn.Module):
                 torch.softmax(logits.double(), -1), 1, generator=generator)
             idx = torch.cat([idx, nxt.to(idx.dtype)], dim=1)
         return idx
+
+
+class RegressionGPT(nn.Module):
+    """The same transformer over real-valued tokens (Garg et al.'s model): ``tokens (B, T, in_dim)`` → ``(B, T,
+    out_dim)``.
+
+    A linear read-in ``in_dim → d_model`` (with bias) replaces the token embedding, learned positions are added,
+    then the :class:`GPT`'s blocks and final LayerNorm, and a linear read-out ``d_model → out_dim``. ``config``'s
+    ``vocab_size`` and ``tie_weights`` are unused (pass ``vocab_size=1``). Initialised like :class:`GPT`.
+
+    References
+    ----------
+    Garg et al. (2022), Sec. 2 (GPT-2 backbone with linear read-in and read-out); Part I, "Learning to learn in
+    context".
+    """
+
+    def __init__(self, config: GPTConfig, in_dim: int, out_dim: int = 1, *, mixer: Mixer | None = None,
+                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.in_dim = _checks.positive_int("in_dim", in_dim)
+        self.out_dim = _checks.positive_int("out_dim", out_dim)
+        make = attention_mixer(config, dtype=dtype, device=device) if mixer is None else mixer
+        self.read_in = nn.Linear(self.in_dim, config.d_model, dtype=dtype, device=device)
+        self.pos_emb = nn.Embedding(config.block_size, config.d_model, dtype=dtype, device=device)
+        self.blocks = nn.ModuleList([Block(config, make(i), dtype, device) for i in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias, dtype=dtype, device=device)
+        self.read_out = nn.Linear(config.d_model, self.out_dim, dtype=dtype, device=device)
+        GPT._init_weights(self, generator)  # type: ignore[arg-type]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens (B, T, in_dim)`` with ``T ≤ block_size`` → outputs ``(B, T, out_dim)``, causally."""
+        _checks.tensor("tokens", tokens, 3, f"(B, T, in_dim={self.in_dim})")
+        B, T, D = tokens.shape
+        if D != self.in_dim or T > self.config.block_size:
+            raise ValueError(f"tokens must have shape (B, T ≤ block_size={self.config.block_size}, "
+                             f"in_dim={self.in_dim}), got {(B, T, D)}")
+        x = self.read_in(tokens) + self.pos_emb(torch.arange(T, device=tokens.device))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.read_out(self.ln_f(x))  # (B, T, out_dim)

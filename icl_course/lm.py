@@ -259,6 +259,16 @@ class LanguageModel:
         return torch.stack(out)  # type: ignore[arg-type]
 
     @torch.no_grad()
+    def token_losses(self, ids: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy in nats of each next token of ``ids (T,)``, ``(T-1,)``: entry ``t`` scores ``ids[t+1]``
+        given ``ids[:t+1]`` (the in-context loss curve of one sequence)."""
+        x = self._ids(ids)
+        if x.shape[1] < 2:
+            raise ValueError(f"ids must hold at least 2 tokens, got shape {tuple(ids.shape)}")
+        logits = self.model(x, use_cache=False).logits[0, :-1]  # (T-1, V)
+        return torch.nn.functional.cross_entropy(logits.float(), x[0, 1:], reduction="none")
+
+    @torch.no_grad()
     def record(self, ids: torch.Tensor, prefix: Prefix | None = None, *,
                keep_kv: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Next-token logits ``(V,)`` and what every attention layer computed at the last position, stacked over

@@ -28,6 +28,7 @@ class Part(NamedTuple):
 
 
 PARTS: tuple[Part, ...] = (
+    Part(1, "basics", "ICL basics"),
     Part(2, "meta_optimizer", "The meta-optimizer view"),
     Part(3, "gd_transformer", "The GD construction"),
     Part(4, "mesa", "Mesa-optimization"),

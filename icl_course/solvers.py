@@ -1,4 +1,5 @@
-"""Learners the transformers are compared with: gradient descent, least squares, ridge, optimal step sizes.
+"""Learners the transformers are compared with: gradient descent, least squares, ridge, averaging, nearest
+neighbours, optimal step sizes.
 
 Everything here solves the in-context objective ``L(W) = 1/(2N) Σ_i ||W x_i − y_i||²`` of one task at a time,
 batched over tasks. Rows are tokens: ``x (B, N, dx)``, ``y (B, N, dy)``, weights ``W (B, dy, dx)``.
@@ -23,6 +24,8 @@ __all__ = [
     "optimal_preconditioner_gaussian",
     "least_squares",
     "ridge",
+    "averaging",
+    "nearest_neighbours",
     "predict",
     "optimal_gd_lr",
     "gd_one_step_loss",
@@ -216,6 +219,25 @@ def ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     dx = x.shape[2]
     gram = x.transpose(1, 2) @ x + lam * torch.eye(dx, dtype=x.dtype, device=x.device)  # (B, dx, dx)
     return torch.linalg.solve(gram, x.transpose(1, 2) @ y).transpose(1, 2)  # (B, dy, dx)
+
+
+def averaging(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Garg et al.'s averaging estimator ``W = (1/N) Σ_i y_i x_iᵀ`` ``(B, dy, dx)``: one GD step of size 1 from 0."""
+    _check_xy(x, y)
+    return (y.transpose(1, 2) @ x) / x.shape[1]  # (B, dy, dx)
+
+
+def nearest_neighbours(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """The mean label of the ``min(k, N)`` demonstrations nearest to the query (Euclidean), ``(B, dy)``: Garg et
+    al.'s k-NN baseline (their k = 3)."""
+    _check_xy(x, y)
+    _checks.tensor("x_query", x_query, 2, "(B, dx)")
+    _checks.same("x", x.shape[0], "x_query", x_query.shape[0], "batch size B")
+    _checks.same("x", x.shape[2], "x_query", x_query.shape[1], "input dimension dx")
+    k = min(_checks.positive_int("k", k), x.shape[1])
+    dist = ((x - x_query[:, None]) ** 2).sum(-1)  # (B, N)
+    idx = dist.topk(k, dim=1, largest=False).indices  # (B, k)
+    return torch.gather(y, 1, idx[..., None].expand(-1, -1, y.shape[2])).mean(1)  # (B, dy)
 
 
 def predict(W: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from . import metrics, plots, solvers
 from .tasks import RegressionBatch
 
-__all__ = ["step_size_explorer", "gamma_explorer"]
+__all__ = ["step_size_explorer", "gamma_explorer", "prompt_explorer"]
 
 
 def _explorer(slider: W.FloatSlider, render) -> W.Widget:
@@ -92,3 +92,23 @@ def gamma_explorer(batch: RegressionBatch, lr: float, gamma: float, n_layers: in
 
     return _explorer(W.FloatSlider(value=round(gamma, 3), min=0.0, max=gamma_max, step=0.005, description="γ",
                                    continuous_update=False, readout_format=".3f"), render)
+
+
+def prompt_explorer(render, *, k_max: int, n_draws: int, k: int = 4) -> W.Widget:
+    """Two sliders — the number of demonstrations ``k`` (0 … ``k_max``) and which draw of them (0 … ``n_draws - 1``)
+    — above the HTML that ``render(k, draw)`` returns (e.g. the prompt and the model's prediction), recomputed on
+    every change. The HTML is plain widget state, so the static book shows the saved view."""
+    k_max, n_draws = int(k_max), int(n_draws)
+    if k_max < 1 or n_draws < 1 or not 0 <= k <= k_max:
+        raise ValueError(f"need k_max >= 1, n_draws >= 1 and 0 <= k <= k_max, got {k_max}, {n_draws}, {k}")
+    k_slider = W.IntSlider(value=k, min=0, max=k_max, description="k")
+    d_slider = W.IntSlider(value=0, min=0, max=n_draws - 1, description="draw")
+    html = W.HTML()
+
+    def draw(_=None) -> None:
+        html.value = render(k_slider.value, d_slider.value)
+
+    k_slider.observe(draw, names="value")
+    d_slider.observe(draw, names="value")
+    draw()
+    return W.VBox([W.HBox([k_slider, d_slider]), html])

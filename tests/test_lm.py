@@ -124,3 +124,15 @@ def test_batched_prompts_give_each_prompt_its_own_results(model, prompt):
                 assert torch.allclose(rec[name], one[name], atol=2e-4, rtol=1e-4), name
         assert torch.allclose(model.logits_many(others, prefix, batch_size=2),
                               torch.stack([model.logits(i, prefix) for i in others]), atol=2e-4)
+
+
+def test_token_losses_score_each_next_token(model, prompt):
+    demos, query = prompt
+    ids = torch.cat([demos, query])
+    losses = model.token_losses(ids)
+    assert losses.shape == (len(ids) - 1,)
+    t = len(demos) + 2
+    logp = torch.log_softmax(model.logits(ids[:t]).double(), -1)
+    assert losses[t - 1].item() == pytest.approx(-logp[ids[t]].item(), abs=1e-3)
+    with pytest.raises(ValueError, match="at least 2"):
+        model.token_losses(ids[:1])

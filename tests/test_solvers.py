@@ -541,3 +541,29 @@ def test_causal_delta_beta_is_differentiable():
 def test_causal_delta_rejects_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(_dyn(6))
+
+
+def test_averaging_is_one_gd_step_of_size_one():
+    b = sample_linear_regression(5, 7, 3, 2, generator=runtime.generator(0), dtype=F64)
+    W = solvers.averaging(b.x, b.y)
+    assert W.shape == (5, 2, 3)
+    assert torch.allclose(W, gd(b.x, b.y, 1.0), atol=1e-14)
+    by_hand = sum(b.y[:, i, :, None] * b.x[:, i, None, :] for i in range(7)) / 7
+    assert torch.allclose(W, by_hand, atol=1e-14)
+
+
+def test_nearest_neighbours_averages_the_k_closest_labels():
+    x = torch.tensor([[[0.0], [1.0], [3.0], [10.0]]], dtype=F64)  # (1, 4, 1)
+    y = torch.tensor([[[1.0], [2.0], [4.0], [100.0]]], dtype=F64)
+    xq = torch.tensor([[1.2]], dtype=F64)
+    assert solvers.nearest_neighbours(x, y, xq, k=1).item() == 2.0
+    assert solvers.nearest_neighbours(x, y, xq, k=3).item() == pytest.approx(7 / 3)
+    assert solvers.nearest_neighbours(x, y, xq, k=9).item() == pytest.approx(107 / 4)  # k capped at N
+    b = sample_linear_regression(4, 6, 3, generator=runtime.generator(0), dtype=F64)
+    far = b.x.clone()
+    far[:, 1:] += 50.0  # only demonstration 0 stays close to nothing in particular; the query is near the origin
+    assert torch.equal(solvers.nearest_neighbours(far, b.y, b.x_query * 0, k=1), b.y[:, 0])
+    with pytest.raises(ValueError, match="input dimension dx"):
+        solvers.nearest_neighbours(b.x, b.y, b.x_query[:, :2])
+    with pytest.raises(ValueError, match="k"):
+        solvers.nearest_neighbours(b.x, b.y, b.x_query, k=0)

@@ -311,3 +311,31 @@ def test_partial_observations():
     assert abs(float(C.std()) - 0.5) < 0.15
     with pytest.raises(ValueError, match="obs_dim"):
         tasks.observe(b.states, 0)
+
+
+def test_interleaved_tokens_alternate_inputs_and_labels():
+    from icl_course.tasks import interleaved_tokens
+
+    x = torch.arange(2 * 3 * 4, dtype=torch.float64).view(2, 3, 4)
+    y = -torch.arange(2 * 3 * 1, dtype=torch.float64).view(2, 3, 1) - 1
+    z = interleaved_tokens(x, y)
+    assert z.shape == (2, 6, 5) and z.dtype == torch.float64
+    assert torch.equal(z[:, 0::2, :4], x) and torch.all(z[:, 0::2, 4] == 0)
+    assert torch.equal(z[:, 1::2, 4:], y) and torch.all(z[:, 1::2, :4] == 0)
+    with pytest.raises(ValueError, match="context length N"):
+        interleaved_tokens(x, y[:, :2])
+    with pytest.raises(ValueError, match=r"\(B, N, dy\)"):
+        interleaved_tokens(x, y[..., 0])
+
+
+def test_previous_pair_tokens_pair_each_label_with_its_input_and_the_next_input():
+    from icl_course.tasks import previous_pair_tokens
+
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    y = torch.randn(2, 4, 1, dtype=torch.float64)
+    z = previous_pair_tokens(x, y)
+    assert z.shape == (2, 4, 7) and z.dtype == torch.float64
+    assert torch.all(z[:, 0, :4] == 0) and torch.equal(z[:, :, 4:], x)
+    assert torch.equal(z[:, 1:, :3], x[:, :-1]) and torch.equal(z[:, 1:, 3:4], y[:, :-1])
+    with pytest.raises(ValueError, match="batch size B"):
+        previous_pair_tokens(x, y[:1])

@@ -27,3 +27,20 @@ def test_explorer_builds_and_redraws(make):
     slider.value = slider.min  # differs from the initial value: triggers a redraw through the observer
     second = bytes(image.value)
     assert second[:8] == first[:8] and second != first
+
+
+def test_prompt_explorer_redraws_on_either_slider():
+    calls = []
+
+    def render(k, draw):
+        calls.append((k, draw))
+        return f"<pre>k={k} draw={draw}</pre>"
+
+    box = widgets.prompt_explorer(render, k_max=8, n_draws=3, k=2)
+    (k_slider, d_slider), html = box.children[0].children, box.children[1]
+    assert isinstance(html, W.HTML) and html.value == "<pre>k=2 draw=0</pre>"
+    k_slider.value = 5
+    d_slider.value = 2
+    assert html.value == "<pre>k=5 draw=2</pre>" and calls == [(2, 0), (5, 0), (5, 2)]
+    with pytest.raises(ValueError, match="k_max"):
+        widgets.prompt_explorer(render, k_max=0, n_draws=3)

