@@ -17,7 +17,7 @@ demonstrations are drawn from positions 1,000 onwards (:data:`FS_POOL_START`), `
 never overlap. The demonstrations' key/value cache is
 computed once per draw and shared by every test review (:meth:`icl_course.lm.LanguageModel.prefix`). So the prompt's
 tokens are ``encode(bos + demonstrations) + encode(query)``: the two parts are tokenised separately (the separator
-``"\n\n"`` is then one token, where inside a longer text it would be two); :func:`fs_prompt_ids` builds exactly
+``"\\n\\n"`` is then one token, where inside a longer text it would be two); :func:`fs_prompt_ids` builds exactly
 these ids, for the widget and for the test that the cached prefix gives the same logits as the whole prompt.
 
 References
