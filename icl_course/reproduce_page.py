@@ -10,7 +10,13 @@ from pathlib import Path
 
 import nbformat
 
-from .notebooks import BOOK_CPU_LIMIT_S, notebook_paths
+from .notebooks import (
+    BOOK_CPU_LIMIT_S,
+    machine_calibration,
+    notebook_paths,
+    reference_calibration_seconds,
+    reference_seconds,
+)
 from .reproduce import REGISTRY, _load_claims
 
 MARKER = "<!-- GENERATED TABLE BELOW: do not edit by hand -->"
@@ -30,17 +36,34 @@ def generated_section(book: Path) -> str:
             f"KNOWN_GAP ≤ {c.gap.value:.4g}: {c.gap.reason}" if c.gap else "FAIL")
         lines.append("| " + " | ".join(_cell(v) for v in (c.id, c.chapter, c.claim, c.reference, c.tolerance, gap))
                      + " |")
+    metas = [(path, nbformat.read(path, as_version=4).metadata.get("icl_course", {})) for path in notebook_paths(book)]
+    samples = [v for _, m in metas for v in m.get("calibration_samples", [])]
+    calibration = machine_calibration(samples) if samples else None
     lines += ["", "## Chapter runtimes", "",
               "Kernel CPU time of each notebook, executed from a fresh kernel with one PyTorch thread "
-              "(`make notebooks`); strict nbval fails a notebook above 1.5 × its budget.", "",
-              "| notebook | kernel CPU (s) | wall (s) | budget (s) | torch |", "|---|---|---|---|---|"]
+              "(`make notebooks`), and the same time on the reference machine the budgets are declared for: the "
+              "CPU time divided by how much slower than there a fixed calibration workload ran on the machine "
+              "(`icl_course.notebooks.reference_seconds`; the workload is timed before and after each notebook, and "
+              "the median over the run is the machine's). Strict nbval fails a notebook above 1.5 × its budget in "
+              "reference seconds.", "",
+              "| notebook | kernel CPU (s) | calibration before / after (s) | reference CPU (s) | wall (s) "
+              "| budget (s) | torch |",
+              "|---|---|---|---|---|---|---|"]
     total = 0.0
-    for path in notebook_paths(book):
-        meta = nbformat.read(path, as_version=4).metadata.get("icl_course", {})
-        total += meta.get("cpu_seconds", 0.0)
-        lines.append(f"| {{doc}}`{path.stem}` | {meta.get('cpu_seconds', '–')} | {meta.get('wall_seconds', '–')} | "
-                     f"{meta.get('budget_seconds', '–')} | {meta.get('torch', '–')} |")
-    lines += ["", f"Whole book: {total:.1f} s of kernel CPU time (limit {BOOK_CPU_LIMIT_S // 60} min).", ""]
+    for path, meta in metas:
+        cpu = meta.get("cpu_seconds")
+        ref = reference_seconds(cpu, calibration) if cpu is not None and calibration is not None else None
+        total += ref or 0.0
+        lines.append(f"| {{doc}}`{path.stem}` | {cpu if cpu is not None else '–'} | "
+                     f"{' / '.join(str(v) for v in meta.get('calibration_samples', [])) or '–'} | "
+                     f"{'–' if ref is None else f'{ref:.1f}'} | "
+                     f"{meta.get('wall_seconds', '–')} | {meta.get('budget_seconds', '–')} | "
+                     f"{meta.get('torch', '–')} |")
+    machine = "–" if calibration is None else f"{calibration:.3f} s"
+    lines += ["", f"Whole book: {total:.1f} s of kernel CPU time on the reference machine (limit "
+              f"{BOOK_CPU_LIMIT_S // 60} min). The calibration workload took {machine} (median) on the machine that "
+              f"executed the notebooks and takes {reference_calibration_seconds():.3f} s on the reference machine.",
+              ""]
     return "\n".join(lines)
 
 

@@ -133,7 +133,7 @@ def gd_plus_plus(
 
     References
     ----------
-    von Oswald et al. (2022), Sec. 4 ("GD++") and Appendix A.3; Part III, "Deeper layers: GD++".
+    von Oswald et al. (2022), Sec. 3 ("GD++") and Appendix A.10; Part III, "Deeper layers: GD++".
     """
     _check_xy(x, y)
     _checks.tensor("x_query", x_query, 2, "(B, dx)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import nbformat
@@ -13,7 +14,7 @@ import pytest
 from icl_course._provenance import code_hash
 from icl_course.exercises import REGISTRY, all_exercises
 from icl_course.exercises.edition import check_calls, solution_cells
-from icl_course.notebooks import notebook_paths
+from icl_course.notebooks import machine_calibration, notebook_paths, reference_seconds
 from icl_course.parts import part_of_notebook
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
@@ -22,6 +23,15 @@ NOTEBOOKS = notebook_paths(BOOK)
 
 def _load(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
+
+
+def _book_calibration() -> float:
+    """The executing machine's calibration: the median of the samples recorded in the committed notebooks."""
+    samples = [v for p in NOTEBOOKS for v in _load(p).metadata.get("icl_course", {}).get("calibration_samples", [])]
+    return machine_calibration(samples) if samples else float("nan")
+
+
+BOOK_CALIBRATION = _book_calibration()
 
 
 def _code_cells(nb):
@@ -56,7 +66,10 @@ def test_budget_declared_and_met(path):
     assert budget is not None and 0 < budget <= 180, f"{path.name}: declare budget_seconds (≤ 180) in its metadata"
     if budget > 120:
         assert meta.get("budget_reason"), f"{path.name}: a budget above 120 s needs a budget_reason"
-    assert meta.get("cpu_seconds", 0) <= budget, f"{path.name}: recorded {meta.get('cpu_seconds')} s > {budget} s"
+    cpu = meta.get("cpu_seconds")
+    assert cpu is not None and meta.get("calibration_samples"), f"{path.name}: run `make notebooks` to record its CPU"
+    ref = reference_seconds(cpu, BOOK_CALIBRATION)
+    assert ref <= budget, f"{path.name}: recorded {cpu} s here, {ref:.1f} s on the reference machine, > {budget} s"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -74,6 +87,44 @@ def test_tags_not_comment_markers_and_trained_cells_have_verdicts(path):
     verdict_cells = [c for c in _code_cells(nb) if "reproduce.verdicts(" in c.source]
     assert len(verdict_cells) == 1 and "nbval-ignore-output" not in verdict_cells[0].metadata.get("tags", []), (
         "the strictly compared verdict cell must exist and must not ignore its output")
+
+
+def _output_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(out.get("text", "") if out.get("output_type") == "stream" else
+                     out.get("data", {}).get("text/plain", ""))
+    return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
+
+
+def _reports_fail(line: str) -> bool:
+    """A verdict line ``ID: STATUS[: reason]`` is judged by its status; any other line (a table row) by its last
+    column."""
+    verdict = re.match(r"\s*\w+: (PASS|FAIL|KNOWN_GAP)\b", line)
+    return verdict.group(1) == "FAIL" if verdict else line.rstrip().endswith(" FAIL")
+
+
+def committed_failures(nb) -> list[str]:
+    """Lines of a notebook's committed outputs that report a claim as FAIL (nbval only re-checks whatever was
+    committed, so a FAIL executed into a notebook would otherwise pass CI)."""
+    return [line.strip() for cell in _code_cells(nb) for line in _output_text(cell).splitlines()
+            if _reports_fail(line)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_committed_output_reports_a_failed_claim(path):
+    assert committed_failures(_load(path)) == [], f"{path.name} was committed with a failing claim"
+
+
+def test_a_committed_failure_would_be_caught():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(reproduce.verdicts(rows))")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="E1: PASS\nE6: FAIL\n")]
+    assert committed_failures(nb) == ["E6: FAIL"]
+    nb.cells[0].outputs[0].text = "id  value  status\nE6  0.31   FAIL\nB1: KNOWN_GAP: a regression reads as FAIL\n"
+    assert committed_failures(nb) == ["E6  0.31   FAIL"]  # a table row's status, not a reason's prose
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "'D6: KNOWN_GAP'"},
+                                                  execution_count=1)]
+    assert committed_failures(nb) == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -265,7 +265,7 @@ def _recurrent(ctx: Context):
 
 register(Claim(
     id="E5", chapter=CHAPTER_GDPP, claim="GD++ (shared γ, η fitted by Adam) beats GD with a fitted step for K = 2, 3",
-    reference="GD++ beats GD (von Oswald et al. 2022, Sec. 4, Fig. 3a); course run at the official setting: K=2: GD "
+    reference="GD++ beats GD (von Oswald et al. 2022, Sec. 3, Fig. 3a); course run at the official setting: K=2: GD "
               "0.157 vs GD++ 0.110; K=3: 0.131 vs 0.087",
     tolerance="L_GD++ ≤ 0.8 × L_GD for K = 2, 3",
     measure=lambda ctx: e5_value(_gdpp(ctx)),
@@ -357,7 +357,7 @@ register(Claim(
 register(Claim(
     id="E8", chapter=CHAPTER_SINE,
     claim="sine tasks, official generator (a, φ tied): MLP + 1 LSA layer ≈ MLP + one GD step",
-    reference="TF matches a meta-learned MLP + GD on its output layer (von Oswald et al. 2022, Sec. 4, Fig. 4)",
+    reference="TF matches a meta-learned MLP + GD on its output layer (von Oswald et al. 2022, Sec. 3, Fig. 4)",
     tolerance="L_TF ≤ 1.1 × L_GD-on-features",
     measure=lambda ctx: e8_value(_sine(ctx, "lsa", True), _sine(ctx, "gd", True)),
     judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio,
@@ -366,7 +366,7 @@ register(Claim(
 register(Claim(
     id="E8u", chapter=CHAPTER_SINE,
     claim="sine tasks as the paper states them (a, φ independent): MLP + 1 LSA layer ≈ MLP + GD",
-    reference="TF matches GD-on-features (von Oswald et al. 2022, Sec. 4 and App. A.7)",
+    reference="TF matches GD-on-features (von Oswald et al. 2022, Sec. 3 and App. A.7)",
     tolerance="L_TF ≤ 1.1 × L_GD-on-features",
     measure=lambda ctx: e8_value(_sine(ctx, "lsa", False), _sine(ctx, "gd", False)),
     judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio,
@@ -388,7 +388,7 @@ register(Claim(
 
 register(Claim(
     id="E12b", chapter=CHAPTER_COPY, claim="trained softmax + linear layers on standard tokens copy, then match GD-1",
-    reference="the first layer learns to copy; the model reaches GD-1 (von Oswald et al. 2022, Sec. 5, Fig. 5)",
+    reference="the first layer learns to copy; the model reaches GD-1 (von Oswald et al. 2022, Sec. 4, Fig. 5)",
     tolerance="L_TF ≤ 1.05 × L_GD-1(η*) and copy weight ≥ 0.5 (uniform: 0.05)",
     measure=lambda ctx: e12b_value(ctx.shared("standard", lambda: gt.train_standard_tokens(
         seed=ctx.seed, scale=ctx.scale, eval_size=ctx.eval_size, device=ctx.device))),

@@ -2,7 +2,7 @@
 
 References
 ----------
-von Oswald et al. (2022), Sec. 4 ("GD++"), Fig. 4 and Appendix A.10.
+von Oswald et al. (2022), Sec. 3 ("GD++"), Fig. 3 and Appendix A.10.
 """
 
 from __future__ import annotations

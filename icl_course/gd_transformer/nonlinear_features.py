@@ -2,7 +2,7 @@
 
 References
 ----------
-von Oswald et al. (2022), Sec. 4 (non-linear regression), Proposition 2; the official notebook's sine experiment.
+von Oswald et al. (2022), Sec. 3 (non-linear regression), Proposition 2; the official notebook's sine experiment.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class FeatureGD(torch.nn.Module):
 
     References
     ----------
-    von Oswald et al. (2022), Sec. 4 and Proposition 2; Part III, "Non-linear regression: GD on learned features".
+    von Oswald et al. (2022), Sec. 3 and Proposition 2; Part III, "Non-linear regression: GD on learned features".
     """
 
     def __init__(self, feature_map: FeatureMap, lr: float = 1.0) -> None:

@@ -73,7 +73,7 @@ ANISOTROPIC_AFTER_ESCAPE = 4000
 def train_anisotropic(*, seed: int = 0, condition: float = 16.0, eval_size: int = PAPER.eval_size,
                       progress: bool | None = None) -> train.TrainedRun:
     """One layer, official settings, on :func:`anisotropic_setting` tasks: to the escape (loss < 0.35, below the
-    plateau near the zero predictor's 0.5 for condition 16) plus :data:`ANISOTROPIC_AFTER_ESCAPE` steps."""
+    plateau near the zero predictor's ½ tr Σ ≈ 0.60 for condition 16) plus :data:`ANISOTROPIC_AFTER_ESCAPE` steps."""
     task_kw, _ = anisotropic_setting(condition)
     return train_lsa(seed=seed, steps=12_000, eval_size=eval_size, after_escape=ANISOTROPIC_AFTER_ESCAPE,
                      escape_loss=0.35, progress=progress, **task_kw)

@@ -2,7 +2,7 @@
 
 References
 ----------
-von Oswald et al. (2022), Sec. 5 and Proposition 3; Olsson et al. (2022), induction heads.
+von Oswald et al. (2022), Sec. 4 and Proposition 3; Olsson et al. (2022), induction heads.
 """
 
 from __future__ import annotations

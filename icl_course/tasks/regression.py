@@ -157,6 +157,14 @@ def make_tokens(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torc
     return torch.cat([context, query[:, None]], dim=1)  # (B, N+1, dx+dy)
 
 
+def _check_demonstrations(x: torch.Tensor, y: torch.Tensor) -> None:
+    """``x (B, N, dx)`` and ``y (B, N, dy)`` with the same batch size and context length."""
+    _checks.tensor("x", x, 3, "(B, N, dx)")
+    _checks.tensor("y", y, 3, "(B, N, dy)")
+    _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
+    _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+
+
 def interleaved_tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Demonstrations as a sequence of alternating input and label tokens: ``Z (B, 2N, dx+dy)``.
 
@@ -174,10 +182,7 @@ def interleaved_tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ----------
     Garg et al. (2022), Sec. 2 and the official ``_combine``; Part I, "Learning to learn in context".
     """
-    _checks.tensor("x", x, 3, "(B, N, dx)")
-    _checks.tensor("y", y, 3, "(B, N, dy)")
-    _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
-    _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+    _check_demonstrations(x, y)
     B, N, dx = x.shape
     z = x.new_zeros(B, N, 2, dx + y.shape[2])  # (B, N, 2, dx+dy)
     z[:, :, 0, :dx] = x
@@ -202,10 +207,7 @@ def previous_pair_tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ----------
     Part I, "Learning to learn in context" (why this layout, not Garg et al.'s interleaving, trains on a CPU budget).
     """
-    _checks.tensor("x", x, 3, "(B, N, dx)")
-    _checks.tensor("y", y, 3, "(B, N, dy)")
-    _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
-    _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+    _check_demonstrations(x, y)
     pairs = torch.cat([x, y.to(x.dtype)], dim=-1)  # (B, N, dx+dy)
     previous = torch.cat([torch.zeros_like(pairs[:, :1]), pairs[:, :-1]], dim=1)  # (B, N, dx+dy): pair i−1
     return torch.cat([previous, x], dim=-1)  # (B, N, 2dx+dy)
@@ -272,7 +274,7 @@ def sample_sine_regression(
 
     References
     ----------
-    von Oswald et al. (2022), Sec. 4 (non-linear regression) and the official ``create_reg_data_sin``; Part III,
+    von Oswald et al. (2022), Sec. 3 (non-linear regression) and the official ``create_reg_data_sin``; Part III,
     "Non-linear regression: GD on learned features".
     """
     B = _checks.positive_int("batch_size", batch_size)
@@ -311,7 +313,7 @@ def standard_tokens(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> 
 
     References
     ----------
-    von Oswald et al. (2022), Sec. 5 and Proposition 3 (the official ``create_reg_data_classic_token`` puts y in
+    von Oswald et al. (2022), Sec. 4 and Proposition 3 (the official ``create_reg_data_classic_token`` puts y in
     x's last coordinate and appends a sinusoidal code instead); Part III, "Standard tokens: copy, then descend".
     """
     E = make_tokens(x, y, x_query)  # validates shapes
