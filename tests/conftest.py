@@ -19,13 +19,16 @@ from icl_course.reproduce import _load_claims  # noqa: E402
 
 _load_claims()
 
-# --- notebook hooks below ---
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the reproduce command line's file first: at about half an hour on a slow 2-core machine it is the longest
-    single test, and under ``pytest -n 2 --dist loadfile`` a file handed out last would finish alone long after the
-    other worker is idle. Files are handed to workers in the order of their first item."""
-    first = [item for item in items if item.path.name == "test_reproduce.py"]
-    rest = [item for item in items if item.path.name != "test_reproduce.py"]
-    items[:] = first + rest
+    """Hand the reproduce gate's files out first, longest first (``tests/reproduce_gate``): under ``pytest -n 2
+    --dist loadfile`` files go to the workers in the order of their first item, and a long file handed out last would
+    finish alone long after the other worker is idle."""
+    from tests.reproduce_gate import ORDER
+
+    def rank(item) -> int:
+        stem = item.path.stem.removeprefix("test_gate_")
+        return ORDER.index(stem) if item.path.parent.name == "reproduce_gate" and stem in ORDER else len(ORDER)
+
+    items.sort(key=rank)  # stable: everything else keeps its order
