@@ -131,3 +131,65 @@ def test_every_part_with_exercises_is_in_parts():
     from icl_course.parts import PARTS
 
     assert {ex.part for ex in EXERCISES} <= {p.name for p in PARTS}
+
+
+def _mutate(out, kind: str):
+    """The obvious wrong answers: every float negated, every matrix transposed, the first axis (tasks, or a
+    matrix's rows) or the rows of each task's matrix rolled by one."""
+    if isinstance(out, (tuple, list)):
+        return type(out)(_mutate(o, kind) for o in out)
+    if isinstance(out, dict):
+        return {k: _mutate(v, kind) for k, v in out.items()}
+    if isinstance(out, torch.Tensor) and out.is_floating_point():
+        if kind == "sign":
+            return -out
+        if kind == "transpose":
+            return out.transpose(-2, -1).contiguous() if out.ndim >= 2 else out
+        axis = 0 if kind == "permute" else -2
+        return torch.roll(out, 1, dims=axis) if out.ndim >= abs(axis) and out.shape[axis] > 1 else out
+    if isinstance(out, float) and kind == "sign":
+        return -out
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    return a == b
+
+
+_PRODUCTS = "W_Q, W_K and W_V, P flip together: the products W_KᵀW_Q and P W_V, all the layer uses, are unchanged"
+EQUIVALENT = {
+    ("proposition1_weights", "sign"): _PRODUCTS,
+    ("gdpp_weights", "sign"): _PRODUCTS,
+    ("feature_gd_layer", "sign"): _PRODUCTS,
+    ("label_copy_weights", "sign"): _PRODUCTS,
+    ("causal_gd_weights", "sign"): _PRODUCTS.replace("P W_V", "W_O W_V").replace("P flip", "W_O flip"),
+}
+"""Mutations that give an equivalent answer, with the reason; every other one must be rejected."""
+
+
+@pytest.mark.parametrize("kind", ["sign", "transpose", "permute", "rows"])
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.name)
+def test_obvious_wrong_answers_fail(ex, kind):
+    changed = []
+
+    def wrong(*args, **kwargs):
+        out = ex.solution(*args, **kwargs)
+        bad = _mutate(out, kind)
+        changed.append(not _same(out, bad))
+        return bad
+
+    try:
+        ex.check(wrong)
+    except ExerciseFailed as e:
+        assert not isinstance(e, NotAttempted) and "Hint" in str(e)
+        assert (ex.name, kind) not in EQUIVALENT, f"{ex.name}: {kind} is declared equivalent but was rejected"
+        return
+    if not any(changed):
+        pytest.skip(f"{kind} leaves {ex.name}'s answers unchanged on the checker's inputs")
+    assert (ex.name, kind) in EQUIVALENT, f"{ex.name}'s checker accepts the {kind} mutant of the solution"

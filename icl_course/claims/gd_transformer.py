@@ -21,6 +21,7 @@ CHAPTER = "One layer, one step"
 DX, N = gt.PAPER.dx, gt.PAPER.n_context
 ETA_STAR = 200 / 33  # E tr Σ̂ / E tr Σ̂² for d = N = 10, x ~ U(-0.5, 0.5)
 GD1_LOSS = 0.2062
+E10_Z = 4.0  # P(max of 10 |N(0,1)| > 4) ≈ 6e-4
 E2B_TOL_10K = 0.012  # ≈ 3.5 standard errors of a 10,000-task mean (SD of the mean ≈ 0.0034)
 
 
@@ -62,11 +63,13 @@ class E6Value(NamedTuple):
 class E8Value(NamedTuple):
     loss_tf: float
     loss_gd: float
+    loss_oracle: float
 
 
 class E10Value(NamedTuple):
-    mc_rel_diff: float
+    max_z: float
     loss_ratio: float
+    mc_rel_diff: float
 
 
 class E11Value(NamedTuple):
@@ -80,6 +83,7 @@ class E12bValue(NamedTuple):
     loss_gd: float
     copy: float
     escape: float
+    model_cos: float
 
 
 def e2a_value(eta_mc: float, eta_se: float) -> E2aValue:
@@ -132,14 +136,17 @@ def e7_value(depth_losses: Sequence[float]) -> tuple[float, ...]:
 
 
 def e8_value(run_tf: train.TrainedRun, run_gd: train.TrainedRun) -> E8Value:
-    """(L_TF, L_GD-on-features) on the same evaluation tasks, each the mean of the last 5 evaluations."""
-    return E8Value(run_tf.history.final_eval(5), run_gd.history.final_eval(5))
+    """(L_TF, L_GD-on-features, each the mean of the last 5 evaluations, and the oracle: one GD step on the true
+    features (sin x, cos x) at its best step size) on the same evaluation tasks."""
+    oracle = gt.oracle_feature_loss(run_gd.eval_set)[1]
+    return E8Value(run_tf.history.final_eval(5), run_gd.history.final_eval(5), oracle)
 
 
-def e10_value(gamma_star: torch.Tensor, gamma_mc: torch.Tensor, batch: object) -> E10Value:
-    """(relative difference of Monte-Carlo and closed-form Γ*, loss ratio L(Γ*) / L(Γ_MC) on held-out tasks)."""
+def e10_value(gamma_star: torch.Tensor, gamma_mc: torch.Tensor, batch: object, z: torch.Tensor) -> E10Value:
+    """(largest |z| of the loss gradient at Γ* (:func:`gt.preconditioner_stationarity`), loss ratio
+    L(Γ*) / L(Γ_MC) on held-out tasks, relative difference of the Monte-Carlo fit Γ_MC and Γ*)."""
     losses = gt.preconditioner_losses(batch, {"star": gamma_star.float(), "mc": gamma_mc.float()})
-    return E10Value(metrics.relative_error(gamma_mc, gamma_star), losses["star"] / losses["mc"])
+    return E10Value(float(z.abs().max()), losses["star"] / losses["mc"], metrics.relative_error(gamma_mc, gamma_star))
 
 
 def e11_value(run: train.TrainedRun, losses: Mapping[str, float]) -> E11Value:
@@ -148,11 +155,12 @@ def e11_value(run: train.TrainedRun, losses: Mapping[str, float]) -> E11Value:
 
 
 def e12b_value(run: train.TrainedRun) -> E12bValue:
-    """(L_TF, L_GD-1 at η*, best copy score of the first layer, escape step) on the run's evaluation tasks."""
+    """(L_TF, L_GD-1 at η*, best copy score of the first layer, escape step, model cosine with GD-1) on the run's
+    evaluation tasks."""
     cmp = gt.compare_with_gd(run.model, run.eval_set, ETA_STAR)
     scores = gt.copy_scores(gt.copy_attention(run.model, run.eval_set))
     return E12bValue(cmp["loss_tf"], cmp["loss_gd"], max(scores["y_reads_x"], scores["x_reads_y"]),
-                     float(run.escape if run.escape is not None else -1))
+                     float(run.escape if run.escape is not None else -1), cmp["model_cos"])
 
 
 def e2b_tolerance(n_tasks: int) -> float:
@@ -196,9 +204,9 @@ register(Claim(
 
 register(Claim(
     id="E2c", chapter=CHAPTER, claim="trained 1-layer LSA reaches GD-1's loss on the same eval tasks",
-    reference="trained LSA ≈ GD-1 (von Oswald et al. 2022, Fig. 2 left)", tolerance="L_TF / L_GD − 1 ≤ 3 %",
+    reference="trained LSA ≈ GD-1 (von Oswald et al. 2022, Fig. 2 left)", tolerance="|L_TF / L_GD − 1| ≤ 3 %",
     measure=lambda ctx: e2c_value(_compare(ctx)),
-    judge=lambda v, ctx: v - 1 <= 0.03, show=lambda v: f"L_TF/L_GD = {v:.4f}"))
+    judge=lambda v, ctx: abs(v - 1) <= 0.03, show=lambda v: f"L_TF/L_GD = {v:.4f}"))
 
 register(Claim(
     id="E2d", chapter=CHAPTER, claim="trained LSA's implicit model = GD's: model cos and η_eff/N from the weights",
@@ -312,16 +320,18 @@ def _aniso(ctx: Context):
 def _e10(ctx: Context) -> E10Value:
     kw, cov, run, star = _aniso(ctx)
     mc = gt.preconditioner_monte_carlo(200_000, seed=ctx.seed + 50, **kw)
-    return e10_value(star, mc, run.eval_set)
+    z = gt.preconditioner_stationarity(star, cov, 50_000 if ctx.quick else 200_000, seed=ctx.seed + 60, **kw)
+    return e10_value(star, mc, run.eval_set, z)
 
 
 register(Claim(
     id="E10", chapter=CHAPTER_PRECOND,
     claim="closed-form optimal preconditioner Γ* = ((1+1/N)Σ + trΣ/N·I)⁻¹ (Gaussian inputs)",
     reference="closed form (Ahn et al. 2023; Mahankali et al. 2023)",
-    tolerance="Monte-Carlo Γ (200k tasks) within 10 %; L(Γ*) ≤ 1.002 L(Γ_MC)",
-    measure=_e10, judge=lambda v, ctx: v.mc_rel_diff < 0.10 and v.loss_ratio <= 1.002,
-    show=lambda v: f"MC rel. diff {v.mc_rel_diff:.3f}, loss ratio {v.loss_ratio:.4f}"))
+    tolerance=f"loss gradient at Γ* zero: max |z| < {E10_Z} over Σ's 10 eigendirections (200k tasks); "
+              "L(Γ*) ≤ 1.002 L(Γ_MC)",
+    measure=_e10, judge=lambda v, ctx: v.max_z < E10_Z and v.loss_ratio <= 1.002,
+    show=lambda v: f"max |z| {v.max_z:.2f}, loss ratio {v.loss_ratio:.4f} (MC Γ rel. diff {v.mc_rel_diff:.3f})"))
 
 register(Claim(
     id="E11", chapter=CHAPTER_PRECOND,
@@ -343,8 +353,18 @@ def _sine(ctx: Context, kind: str, tied: bool) -> train.TrainedRun:
                                                                    eval_size=ctx.eval_size, device=ctx.device))
 
 
+E8_ORACLE = 2.0
+"""The GD-on-features baseline must itself have learned: its loss at most this many times the oracle's (the zero
+predictor's is ~11 times)."""
+
+
 def _e8_ratio(v: E8Value) -> float:
-    return v.loss_tf / v.loss_gd
+    """L_TF / L_GD, or infinity when the baseline did not learn (so that a gap cannot hide a failed baseline)."""
+    return v.loss_tf / v.loss_gd if v.loss_gd <= E8_ORACLE * v.loss_oracle else math.inf
+
+
+def _e8_show(v: E8Value) -> str:
+    return f"TF {v.loss_tf:.4f} vs GD {v.loss_gd:.4f} (×{v.loss_tf / v.loss_gd:.2f}; oracle {v.loss_oracle:.4f})"
 
 
 register(Claim(
@@ -358,19 +378,17 @@ register(Claim(
     id="E8", chapter=CHAPTER_SINE,
     claim="sine tasks, official generator (a, φ tied): MLP + 1 LSA layer ≈ MLP + one GD step",
     reference="TF matches a meta-learned MLP + GD on its output layer (von Oswald et al. 2022, Sec. 3, Fig. 4)",
-    tolerance="L_TF ≤ 1.1 × L_GD-on-features",
+    tolerance="L_TF ≤ 1.1 × L_GD-on-features; L_GD-on-features ≤ 2 × oracle",
     measure=lambda ctx: e8_value(_sine(ctx, "lsa", True), _sine(ctx, "gd", True)),
-    judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio,
-    show=lambda v: f"TF {v.loss_tf:.4f} vs GD {v.loss_gd:.4f} (×{_e8_ratio(v):.2f})"))
+    judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio, show=_e8_show))
 
 register(Claim(
     id="E8u", chapter=CHAPTER_SINE,
     claim="sine tasks as the paper states them (a, φ independent): MLP + 1 LSA layer ≈ MLP + GD",
     reference="TF matches GD-on-features (von Oswald et al. 2022, Sec. 3 and App. A.7)",
-    tolerance="L_TF ≤ 1.1 × L_GD-on-features",
+    tolerance="L_TF ≤ 1.1 × L_GD-on-features; L_GD-on-features ≤ 2 × oracle",
     measure=lambda ctx: e8_value(_sine(ctx, "lsa", False), _sine(ctx, "gd", False)),
-    judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio,
-    show=lambda v: f"TF {v.loss_tf:.4f} vs GD {v.loss_gd:.4f} (×{_e8_ratio(v):.2f})",
+    judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio, show=_e8_show,
     gap=KnownGap(2.2, "seed-dependent: seeds 0 and 1 settle on a rank-one route (the target through the keys) "
                       "and stall at 1.9-2.0 × GD; seed 2 reaches GD (0.98 ×)")))
 
@@ -387,10 +405,12 @@ register(Claim(
     judge=lambda v, ctx: v < 1e-10, show=lambda v: f"max rel. error {v:.1e}", exact=True))
 
 register(Claim(
-    id="E12b", chapter=CHAPTER_COPY, claim="trained softmax + linear layers on standard tokens copy, then match GD-1",
+    id="E12b", chapter=CHAPTER_COPY,
+    claim="trained softmax + linear layers on standard tokens copy and pass through GD-1 (escape + 1,000 steps)",
     reference="the first layer learns to copy; the model reaches GD-1 (von Oswald et al. 2022, Sec. 4, Fig. 5)",
-    tolerance="L_TF ≤ 1.05 × L_GD-1(η*) and copy weight ≥ 0.5 (uniform: 0.05)",
+    tolerance="|L_TF / L_GD-1(η*) − 1| ≤ 5 %, model cos with GD-1 ≥ 0.95 and copy weight ≥ 0.5 (uniform: 0.05)",
     measure=lambda ctx: e12b_value(ctx.shared("standard", lambda: gt.train_standard_tokens(
         seed=ctx.seed, scale=ctx.scale, eval_size=ctx.eval_size, device=ctx.device))),
-    judge=lambda v, ctx: v.loss_tf <= 1.05 * v.loss_gd and v.copy >= 0.5,
-    show=lambda v: f"TF {v.loss_tf:.4f} vs GD-1 {v.loss_gd:.4f}, copy {v.copy:.2f} (escape {v.escape:.0f})"))
+    judge=lambda v, ctx: abs(v.loss_tf / v.loss_gd - 1) <= 0.05 and v.model_cos >= 0.95 and v.copy >= 0.5,
+    show=lambda v: f"TF {v.loss_tf:.4f} vs GD-1 {v.loss_gd:.4f}, cos {v.model_cos:.3f}, copy {v.copy:.2f} "
+                   f"(escape {v.escape:.0f})"))

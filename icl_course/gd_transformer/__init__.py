@@ -31,6 +31,7 @@ from ._common import (
 from .deeper_gdpp import (
     RECURRENT_AFTER_ESCAPE,
     GDScalars,
+    compare_with_gdpp,
     constructed_gdpp,
     depth_sweep,
     effective_gamma,
@@ -70,6 +71,7 @@ from .preconditioned import (
     effective_preconditioner,
     preconditioner_losses,
     preconditioner_monte_carlo,
+    preconditioner_stationarity,
     train_anisotropic,
 )
 from .standard_tokens import (
@@ -94,9 +96,10 @@ __all__ = [
     "load_golden", "golden_agreement",
     # deeper layers: GD++
     "constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars", "spectra", "RECURRENT_AFTER_ESCAPE",
-    "train_recurrent", "depth_sweep", "gd_vs_gdpp",
+    "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp",
     # anisotropic inputs
-    "effective_preconditioner", "preconditioner_monte_carlo", "anisotropic_setting", "preconditioner_losses",
+    "effective_preconditioner", "preconditioner_monte_carlo", "preconditioner_stationarity", "anisotropic_setting",
+    "preconditioner_losses",
     "ANISOTROPIC_AFTER_ESCAPE", "train_anisotropic",
     # non-linear features
     "SineSettings", "SINE", "FeatureGD", "feature_gd_as_lsa", "proposition2_errors", "new_feature_model",

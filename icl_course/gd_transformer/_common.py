@@ -80,10 +80,12 @@ def constructed_lsa(
     """
     dx, dy = _checks.positive_int("dx", dx), _checks.positive_int("dy", dy)
     N, K = _checks.positive_int("n_context", n_context), _checks.positive_int("n_layers", n_layers)
+    if isinstance(lr, str):
+        raise TypeError(f"lr must be a real number or a sequence of {K} real numbers, got a str")
     if isinstance(lr, Sequence):
         if len(lr) != K:
             raise ValueError(f"lr as a sequence needs one step size per layer ({K}), got {len(lr)}")
-        lrs = [float(v) for v in lr]
+        lrs = [_checks.positive_float(f"lr[{k}]", v, allow_zero=True) for k, v in enumerate(lr)]
     else:
         lrs = [_checks.positive_float("lr", lr, allow_zero=True)] * K
     D = dx + dy
@@ -99,6 +101,15 @@ def constructed_lsa(
 def gd_predict(batch: tasks.RegressionBatch, lr: float, steps: int = 1) -> torch.Tensor:
     """Predictions ``(B, dy)`` of ``steps`` GD steps from 0 on each task's context."""
     return solvers.predict(solvers.gd(batch.x, batch.y, lr, steps), batch.x_query)
+
+
+def weight_blocks(layer: LinearSelfAttention, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`weight_products` after checking that ``dx`` splits the layer's tokens into an x- and a y-part."""
+    kq, pv = weight_products(layer)
+    dx = _checks.positive_int("dx", dx)
+    if dx >= kq.shape[0]:
+        raise ValueError(f"dx must be below the layer's token size D = {kq.shape[0]} (tokens (x, y)), got {dx}")
+    return kq, pv
 
 
 def weight_products(layer: LinearSelfAttention) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,6 +158,8 @@ def train_lsa(
                          include_query=include_query, generator=runtime.generator(seed))
     ev = tasks.regression_eval_set(eval_size, n_context, dx, dy, seed=seed + 2, **task_kw)
     escape = None
+    if escape_loss is not None and after_escape is None:
+        raise ValueError("escape_loss needs after_escape, the steps to train once the loss is below it")
     if after_escape is not None:
         if escape_loss is None:
             raise ValueError("after_escape needs escape_loss, the loss below which the plateau counts as left")

@@ -13,11 +13,12 @@ import torch
 
 from .. import _checks, metrics, solvers, tasks, train
 from ..models import LinearSelfAttention, LSAStack
-from ..query import icl_loss, readout
-from ._common import PAPER, constructed_lsa, train_lsa, weight_products
+from ..query import icl_loss, predict, readout
+from ..tasks import make_tokens
+from ._common import PAPER, constructed_lsa, train_lsa, weight_blocks
 
 __all__ = ["constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars", "spectra", "RECURRENT_AFTER_ESCAPE",
-           "train_recurrent", "depth_sweep", "gd_vs_gdpp"]
+           "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp"]
 
 
 def constructed_gdpp(dx: int, dy: int, n_context: int, lr: float, gamma: float, n_layers: int = 1,
@@ -38,7 +39,7 @@ def constructed_gdpp(dx: int, dy: int, n_context: int, lr: float, gamma: float, 
 
 def effective_gamma(layer: LinearSelfAttention, dx: int) -> float:
     """The curvature correction a layer applies: ``γ_eff = −mean diag((P W_V)_xx) · mean diag((W_Kᵀ W_Q)_xx)``."""
-    kq, pv = weight_products(layer)
+    kq, pv = weight_blocks(layer, dx)
     return float(-torch.diagonal(pv[:dx, :dx]).mean() * torch.diagonal(kq[:dx, :dx]).mean())
 
 
@@ -59,8 +60,12 @@ class GDScalars(torch.nn.Module):
         if not query_only:
             raise ValueError("GDScalars computes the query token only (query_only=True)")
         dx = self.dx
+        _checks.tensor("E", E, 3, f"(B, N+1, {dx}+dy)")
+        if E.shape[1] < 2 or E.shape[2] <= dx:
+            raise ValueError(f"E must have shape (B, N+1, {dx}+dy) with N ≥ 1 and dy ≥ 1, got {tuple(E.shape)}")
+        K = self.n_layers if n_layers is None else _checks.positive_int("n_layers", n_layers)
         x, y, xq = E[:, :-1, :dx], E[:, :-1, dx:], E[:, -1, :dx]  # (B, N, dx), (B, N, dy), (B, dx)
-        pred = solvers.gd_plus_plus(x, y, xq, self.lr, self.gamma, n_layers or self.n_layers)
+        pred = solvers.gd_plus_plus(x, y, xq, self.lr, self.gamma, K)
         return torch.cat([xq, -pred], dim=-1)[:, None]  # (B, 1, D)
 
 
@@ -126,3 +131,26 @@ def gd_vs_gdpp(depths: Sequence[int], batch: tasks.RegressionBatch, *, seed: int
                 row[name] = float(icl_loss(row[f"{name}_model"], (batch.tokens(), batch.y_query)))
         out[K] = row
     return out
+
+
+def compare_with_gdpp(model: torch.nn.Module, batch: tasks.RegressionBatch, lr: float, gamma: float,
+                      steps: int) -> dict:
+    """Trained model vs ``steps`` GD++ steps at ``(lr, gamma)`` on the same tasks: losses, "Preds diff" and
+    "Model cos/diff" (the implicit models ``∂ŷ/∂x_q``, by autograd for both — GD++'s prediction is linear in ``x_q``).
+
+    The alignment the official notebook logs as "Cosine sim TF vs GD++" (von Oswald et al. 2022, Fig. 3);
+    :func:`compare_with_gd` is the same comparison with plain GD.
+    """
+    dx = batch.dx
+    ours = lambda xq: predict(model, make_tokens(batch.x, batch.y, xq), dx)  # noqa: E731
+    ref = lambda xq: solvers.gd_plus_plus(batch.x, batch.y, xq, lr, gamma, steps)  # noqa: E731
+    with torch.no_grad():
+        pred_tf, pred_ref = ours(batch.x_query), ref(batch.x_query)
+    sens_tf, sens_ref = metrics.sensitivities(ours, batch.x_query), metrics.sensitivities(ref, batch.x_query)
+    return {
+        "loss_tf": float(metrics.half_squared_error(pred_tf, batch.y_query)),
+        "loss_gdpp": float(metrics.half_squared_error(pred_ref, batch.y_query)),
+        "pred_diff": metrics.prediction_difference(pred_tf, pred_ref),
+        "model_cos": metrics.model_cosine(sens_tf, sens_ref),
+        "model_diff": metrics.model_difference(sens_tf, sens_ref),
+    }

@@ -181,4 +181,7 @@ def kernel_explained(model: torch.nn.Module, batch: tasks.RegressionBatch) -> fl
         pred = predict(model, batch.tokens(), batch.dx)  # (B, 1)
         k = torch.stack([effective_kernel(model, xs, xq[None])[:, 0] for xs, xq in zip(batch.x, batch.x_query)])
         pred_k = (k[..., None] * batch.y).sum(dim=1) / batch.x.shape[1]  # (B, 1)
-        return float(1 - ((pred_k - pred) ** 2).sum() / ((pred - pred.mean()) ** 2).sum())
+        spread = ((pred - pred.mean()) ** 2).sum()
+        if spread == 0:
+            raise ValueError("the model's predictions are the same on every task of batch: nothing to explain")
+        return float(1 - ((pred_k - pred) ** 2).sum() / spread)

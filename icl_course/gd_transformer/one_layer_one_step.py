@@ -19,7 +19,7 @@ import torch
 from .. import _checks, metrics, runtime, tasks
 from ..models import LinearSelfAttention
 from ..query import predict, readout
-from ._common import ONE_LAYER, PAPER, constructed_lsa, gd_predict, weight_products
+from ._common import ONE_LAYER, PAPER, constructed_lsa, gd_predict, weight_blocks, weight_products
 
 __all__ = ["ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_matched_constructed",
            "interpolate_layers", "ood_sweep", "ood_log_ratios", "interpolation_losses", "proposition1_errors",
@@ -35,7 +35,7 @@ def effective_lr_over_n(layer: LinearSelfAttention, dx: int) -> float:
     Equals ``η / N`` for :func:`constructed_lsa`. Trained layers land on either sign branch of the two
     factors; only the product is identifiable. Multiply by N for ``η_eff``.
     """
-    kq, pv = weight_products(layer)
+    kq, pv = weight_blocks(layer, dx)
     return float(-torch.diagonal(pv[dx:, dx:]).mean() * torch.diagonal(kq[:dx, :dx]).mean())
 
 
@@ -51,7 +51,7 @@ def gauge_matched_constructed(layer: LinearSelfAttention, dx: int, lr_over_n: fl
     ``W_Kᵀ W_Q = c·[[I, 0], [0, 0]]`` and ``P W_V = −(η/N)/c·[[0, 0], [0, I]]`` with ``c`` the trained layer's
     ``mean diag((W_Kᵀ W_Q)_xx)`` (sign included), so that weights can be interpolated product by product.
     """
-    kq, _ = weight_products(layer)
+    kq, _ = weight_blocks(layer, dx)
     c = float(torch.diagonal(kq[:dx, :dx]).mean())
     D, kw = kq.shape[0], {"dtype": kq.dtype, "device": kq.device}
     x_block = torch.zeros(D, D, **kw)
@@ -98,6 +98,8 @@ def ood_sweep(
 
 def ood_log_ratios(rows: list[dict]) -> dict[str, float]:
     """``max |log(L_TF / L_GD[name])|`` over the rows of :func:`ood_sweep`, per step-size name."""
+    if not rows:
+        raise ValueError("rows must hold at least one row of ood_sweep, got none")
     names = [k[len("loss_gd["):-1] for k in rows[0] if k.startswith("loss_gd[")]
     return {n: max(abs(float(np.log(r["loss_tf"] / r[f"loss_gd[{n}]"]))) for r in rows) for n in names}
 

@@ -13,10 +13,10 @@ import torch
 
 from .. import _checks, metrics, runtime, solvers, tasks, train
 from ..models import LinearSelfAttention
-from ._common import PAPER, train_lsa, weight_products
+from ._common import PAPER, train_lsa, weight_blocks
 
-__all__ = ["effective_preconditioner", "preconditioner_monte_carlo", "anisotropic_setting", "preconditioner_losses",
-           "ANISOTROPIC_AFTER_ESCAPE", "train_anisotropic"]
+__all__ = ["effective_preconditioner", "preconditioner_monte_carlo", "preconditioner_stationarity",
+           "anisotropic_setting", "preconditioner_losses", "ANISOTROPIC_AFTER_ESCAPE", "train_anisotropic"]
 
 
 def effective_preconditioner(layer: LinearSelfAttention, dx: int, n_context: int) -> torch.Tensor:
@@ -25,8 +25,8 @@ def effective_preconditioner(layer: LinearSelfAttention, dx: int, n_context: int
     The layer predicts ``ŷ = (1/N) Σ_i y_i x_iᵀ Γ_eff x_q`` when its other blocks vanish; for
     Proposition 1's layer ``Γ_eff = η I``.
     """
-    kq, pv = weight_products(layer)
-    return -n_context * torch.diagonal(pv[dx:, dx:]).mean() * kq[:dx, :dx]
+    kq, pv = weight_blocks(layer, dx)
+    return -_checks.positive_int("n_context", n_context) * torch.diagonal(pv[dx:, dx:]).mean() * kq[:dx, :dx]
 
 
 def preconditioner_monte_carlo(n_tasks: int = 200_000, *, seed: int = 0, chunk: int = 50_000,
@@ -46,6 +46,39 @@ def preconditioner_monte_carlo(n_tasks: int = 200_000, *, seed: int = 0, chunk: 
         rhs = feats.T @ b.y_query[:, 0] if rhs is None else rhs + feats.T @ b.y_query[:, 0]
     dx = PAPER.dx
     return torch.linalg.solve(gram, rhs).reshape(dx, dx)
+
+
+def preconditioner_stationarity(gamma: torch.Tensor, cov: torch.Tensor, n_tasks: int = 200_000, *, seed: int = 0,
+                                chunk: int = 50_000, **task_kw) -> torch.Tensor:
+    """z-scores of the population loss's gradient at ``gamma``, one per eigendirection of ``cov`` (``(dx,)``).
+
+    For ``x_i, x_q ~ N(0, Σ)``, ``w ~ N(0, I)``, ``y = wᵀx`` (noise-free, dy = 1) the gradient of
+    ``L(Γ) = ½ E (uᵀΓx_q − y_q)²`` (``u = (1/N) Σ_i y_i x_i = Σ̂ w``) is ``E[Σ̂ (Σ̂Γ − I) Σ]``: the expectation over
+    ``w`` and ``x_q`` is done exactly, only the contexts' ``Σ̂`` are sampled (``n_tasks`` tasks drawn with
+    ``task_kw``, e.g. :func:`anisotropic_setting`'s, float64), which makes the test far more powerful than a
+    Monte-Carlo fit of ``Γ``. At the minimiser the mean gradient is zero, so each diagonal entry in ``Σ``'s
+    eigenbasis divided by its standard error is ~N(0, 1); a wrong closed form (another ``tr Σ`` coefficient, ``N + 1``
+    for ``N``) changes the fourth moment ``E Σ̂²`` it assumes and leaves a gradient many standard errors from zero.
+    Used by claim E10 in "Anisotropic inputs: preconditioned GD".
+    """
+    dx = PAPER.dx
+    for name, m in (("gamma", gamma), ("cov", cov)):
+        _checks.tensor(name, m, 2, f"({dx}, {dx})")
+        if m.shape != (dx, dx):
+            raise ValueError(f"{name} must have shape ({dx}, {dx}), got {tuple(m.shape)}")
+    cov, gamma = cov.double(), gamma.double()
+    _, V = torch.linalg.eigh(cov)
+    eye = torch.eye(dx, dtype=torch.float64)
+    n, gen = _checks.positive_int("n_tasks", n_tasks), runtime.generator(seed)
+    s1 = s2 = torch.zeros(dx, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        x = tasks.sample_linear_regression(min(chunk, n - start), PAPER.n_context, dx, generator=gen,
+                                           dtype=torch.float64, **task_kw).x
+        S = x.transpose(1, 2) @ x / x.shape[1]  # (B, dx, dx) = Σ̂
+        g = torch.diagonal(V.T @ (S @ (S @ gamma - eye) @ cov) @ V, dim1=1, dim2=2)  # (B, dx)
+        s1, s2 = s1 + g.sum(0), s2 + (g * g).sum(0)
+    mean = s1 / n
+    return mean / ((s2 / n - mean * mean).clamp_min(1e-300).sqrt() / n ** 0.5)
 
 
 def anisotropic_setting(condition: float = 16.0, seed: int = 0) -> tuple[dict, torch.Tensor]:

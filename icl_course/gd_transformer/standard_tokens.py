@@ -104,12 +104,13 @@ def new_standard_model(first: str = "softmax", *, seed: int = 0, dx: int = PAPER
 
 def train_standard_tokens(first: str = "softmax", *, seed: int = 0, scale: str = "cpu", max_steps: int | None = None,
                           eval_size: int = PAPER.eval_size, device: str | torch.device | None = None,
-                          progress: bool | None = None) -> train.TrainedRun:
+                          callbacks: dict | None = None, progress: bool | None = None) -> train.TrainedRun:
     """Train :func:`new_standard_model` on the first chapter's tasks (d = N = 10, x ~ U(−0.5, 0.5)).
 
     Seeds as in :func:`train_lsa` (weights ``seed``, stream ``seed + 1``, eval ``seed + 2``); evaluation every 50
     steps; stops ``after_escape`` steps after the first evaluation below ``escape_loss`` (:data:`STANDARD`) or at
-    ``max_steps``. The escape step is recorded.
+    ``max_steps``. The escape step is recorded; ``callbacks`` (``name -> fn(model)``) are recorded at every
+    evaluation (see :func:`train.fit`), e.g. :func:`copy_scores` over training.
     """
     cfg = STANDARD.pick(scale)
     dx, dy, N = PAPER.dx, PAPER.dy, PAPER.n_context
@@ -119,7 +120,8 @@ def train_standard_tokens(first: str = "softmax", *, seed: int = 0, scale: str =
     batches = tasks.regression_stream(cfg.batch_size, N, dx, dy, seed=seed + 1, device=device)
     return train.train_run(model, icl_loss, batches, max_steps or cfg.max_steps, eval_set=ev,
                            eval_batch=(ev.tokens(), ev.y_query), escape=train.Escape(cfg.escape_loss, cfg.after_escape),
-                           lr=PAPER.lr, betas=PAPER.betas, clip=cfg.clip, eval_every=50, progress=progress,
+                           lr=PAPER.lr, betas=PAPER.betas, clip=cfg.clip, eval_every=50, callbacks=callbacks,
+                           progress=progress,
                            desc=f"standard tokens ({first}) seed {seed}")
 
 

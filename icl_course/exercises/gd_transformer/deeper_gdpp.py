@@ -69,6 +69,10 @@ def check_curvature_correction(fn) -> None:
     x = _batch(9, 3, 10, 10).x
     for gamma in (0.1, 0.3):
         got = _expect(fn(x, gamma), tuple(x.shape), "curvature_correction(x, gamma)")
+        ref = x - gamma * x @ (x.transpose(1, 2) @ x)  # (B, N, dx): row i is (I − γ XᵀX) x_i
+        assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), (
+            f"your corrected inputs differ from (I − γ XᵀX) x_i (γ={gamma}, max abs error "
+            f"{float((got - ref).abs().max()):.3g}); keep each task's rows in order and each x_i a row")
         lam = torch.linalg.eigvalsh(x.transpose(1, 2) @ x)
         lam_new = torch.linalg.eigvalsh(got.transpose(1, 2) @ got)
         expect = torch.sort(lam * (1 - gamma * lam) ** 2, dim=-1).values
