@@ -1,0 +1,147 @@
+"""Part III over five seeds: every claim and every seed-sensitive quantity, min / median / max, for the
+Reproducibility page (the notebooks show seed 0 only and cannot afford more within their CPU budgets).
+
+    python scripts/seed_spread.py measure --seed 0 --seed 1 ...   # one JSON per seed into scripts/results/
+    python scripts/seed_spread.py page                            # the table into book/reproducibility.md
+
+``measure`` runs the full (not ``--quick``) claims of ``icl_course.claims.gd_transformer`` with the seed's trained
+models and records, besides each claim's status and values, the quantities the review asked to see spread: escape
+steps, the sign branch of the one-layer weights, the copy direction of the standard-token model, and which route (value
+or key) the non-linear model's kernel takes. ``page`` rewrites the block between the two marker lines of the page; a
+test checks that the block matches the committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "scripts" / "results"
+PAGE = ROOT / "book" / "reproducibility.md"
+START, END = "<!-- seed spread: start (scripts/seed_spread.py page) -->", "<!-- seed spread: end -->"
+
+
+def _plain(value):
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return float(value) if isinstance(value, (int, float)) else str(value)
+
+
+def measure(seed: int) -> dict:
+    """Every Part III claim at ``seed`` (full evaluation sets) and the seed-sensitive quantities behind them."""
+    import torch
+
+    from icl_course import gd_transformer as gt
+    from icl_course import runtime
+    from icl_course.reproduce import REGISTRY, Context, _judge, _load_claims
+
+    runtime.setup(seed=seed)
+    _load_claims()
+    ctx, claims = Context(seed=seed), {}
+    for claim in (c for c in REGISTRY.values() if c.part == "gd_transformer"):
+        value = claim.measure(ctx)
+        status, _ = _judge(claim, value, ctx)
+        claims[claim.id] = {"status": status, "value": _plain(value), "shown": claim.show(value)}
+    one = ctx.cache["one_layer"]
+    kq, _ = gt.weight_products(one.layer)
+    standard = ctx.cache["standard"]
+    scores = gt.copy_scores(gt.copy_attention(standard.model, standard.eval_set))
+    grid = torch.linspace(-5, 5, 200)[:, None]
+    routes = {}
+    for tied in (True, False):
+        model = ctx.cache[f"sine_lsa_{tied}"].model
+        top = {r: float(torch.linalg.eigvalsh(gt.effective_kernel(model, grid, grid, r)).abs().max() / len(grid))
+               for r in ("value", "key")}
+        routes["tied" if tied else "independent"] = max(top, key=top.get)
+    aniso = ctx.cache["anisotropic"][2]
+    extra = {
+        "sign of mean diag (W_K^T W_Q)_xx, one layer": float(torch.sign(torch.diagonal(kq[:10, :10]).mean())),
+        "escape step, 3-layer recurrent": claims["E6"]["value"]["escape"],
+        "escape step, anisotropic": float(aniso.escape if aniso.escape is not None else -1),
+        "escape step, standard tokens": claims["E12b"]["value"]["escape"],
+        "copy direction, standard tokens": "x reads y" if scores["x_reads_y"] > scores["y_reads_x"] else "y reads x",
+        "kernel route, sine tied": routes["tied"],
+        "kernel route, sine independent": routes["independent"],
+    }
+    return {"seed": seed, "claims": claims, "extra": extra}
+
+
+def _ratios(r: dict) -> dict[str, float]:
+    c = {k: v["value"] for k, v in r["claims"].items()}
+    return {
+        "E2c  L_TF / L_GD-1": c["E2c"],
+        "E2d  model cos with GD-1": c["E2d"]["model_cos"],
+        "E3   max |log L_TF/L_GD(η*)| out of distribution": c["E3"]["at_eta_star"],
+        "E5   L_GD++-3 / L_GD-3 (fitted)": c["E5"][1]["gdpp"] / c["E5"][1]["gd"],
+        "E6   L_TF / L_GD++-3": c["E6"]["loss_tf"] / c["E6"]["loss_gdpp3"],
+        "E6   L_TF / L_GD-3": c["E6"]["loss_tf"] / c["E6"]["loss_gd3"],
+        "E7   loss after 8 / after 3 applications": c["E7"][-1] / c["E7"][0],
+        "E10  max |z| of the gradient at Γ*": c["E10"]["max_z"],
+        "E11  L_TF / L(Γ*)": c["E11"]["loss_tf"] / c["E11"]["loss_star"],
+        "E11  L_TF / L(GD, best η)": c["E11"]["loss_tf"] / c["E11"]["loss_gd_best"],
+        "E8   L_TF / L_GD-features (tied)": c["E8"]["loss_tf"] / c["E8"]["loss_gd"],
+        "E8   L_GD-features / oracle (tied)": c["E8"]["loss_gd"] / c["E8"]["loss_oracle"],
+        "E8u  L_TF / L_GD-features (independent)": c["E8u"]["loss_tf"] / c["E8u"]["loss_gd"],
+        "E12b L_TF / L_GD-1": c["E12b"]["loss_tf"] / c["E12b"]["loss_gd"],
+        "E12b model cos with GD-1": c["E12b"]["model_cos"],
+        "E12b copy weight": c["E12b"]["copy"],
+    }
+
+
+def render(results: list[dict]) -> str:
+    """The markdown block: statuses per seed, then min / median / max of each ratio and each quantity."""
+    results = sorted(results, key=lambda r: r["seed"])
+    seeds = [r["seed"] for r in results]
+    head = "| | " + " | ".join(f"seed {s}" for s in seeds) + " |"
+    rule = "|---" * (len(seeds) + 1) + "|"
+    ids = list(results[0]["claims"])
+    lines = [START, "", f"Part III's claims, full run (`scripts/seed_spread.py`), seeds {seeds[0]}–{seeds[-1]}:", "",
+             head, rule]
+    lines += [f"| {cid} | " + " | ".join(r["claims"][cid]["status"] for r in results) + " |" for cid in ids]
+    lines += ["", "| quantity | min | median | max | per seed |", "|---|---|---|---|---|"]
+    numeric = [(_ratios(r), r["extra"]) for r in results]
+    names = list(numeric[0][0]) + [k for k, v in numeric[0][1].items() if isinstance(v, float)]
+    for name in names:
+        vals = [(rat | ext)[name] for rat, ext in numeric]
+        fmt = (lambda v: f"{v:.0f}") if name.startswith(("escape", "sign")) else (lambda v: f"{v:.3f}")
+        lines.append(f"| {name} | {fmt(min(vals))} | {fmt(statistics.median(vals))} | {fmt(max(vals))} | "
+                     + ", ".join(fmt(v) for v in vals) + " |")
+    for name in (k for k, v in numeric[0][1].items() if isinstance(v, str)):
+        lines.append(f"| {name} | | | | " + ", ".join(ext[name] for _, ext in numeric) + " |")
+    return "\n".join(lines + ["", END])
+
+
+def load() -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("part3_seed*.json"))]
+
+
+def write_page() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    i, j = text.index(START), text.index(END) + len(END)
+    PAGE.write_text(text[:i] + render(load()) + text[j:], encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=("measure", "page"))
+    p.add_argument("--seed", type=int, action="append", default=None)
+    args = p.parse_args(argv)
+    if args.what == "page":
+        write_page()
+        return 0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for seed in args.seed or [0, 1, 2, 3, 4]:
+        out = measure(seed)
+        (RESULTS / f"part3_seed{seed}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        print(f"seed {seed}:", {k: v["status"] for k, v in out["claims"].items()}, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
