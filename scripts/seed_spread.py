@@ -110,7 +110,8 @@ def render(results: list[dict]) -> str:
     for name in names:
         vals = [(rat | ext)[name] for rat, ext in numeric]
         fmt = (lambda v: f"{v:.0f}") if name.startswith(("escape", "sign")) else (lambda v: f"{v:.3f}")
-        lines.append(f"| {name} | {fmt(min(vals))} | {fmt(statistics.median(vals))} | {fmt(max(vals))} | "
+        cell = name.replace("|", "\\|")  # a pipe inside a table cell must be escaped
+        lines.append(f"| {cell} | {fmt(min(vals))} | {fmt(statistics.median(vals))} | {fmt(max(vals))} | "
                      + ", ".join(fmt(v) for v in vals) + " |")
     for name in (k for k, v in numeric[0][1].items() if isinstance(v, str)):
         lines.append(f"| {name} | | | | " + ", ".join(ext[name] for _, ext in numeric) + " |")
