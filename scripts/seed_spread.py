@@ -33,8 +33,11 @@ def _plain(value):
     return float(value) if isinstance(value, (int, float)) else str(value)
 
 
-def measure(seed: int) -> dict:
-    """Every Part III claim at ``seed`` (full evaluation sets) and the seed-sensitive quantities behind them."""
+def measure(seed: int, only: list[str] | None = None) -> dict:
+    """Every Part III claim at ``seed`` (full evaluation sets) and the seed-sensitive quantities behind them.
+
+    ``only``: re-measure these claims and merge them into the seed's saved results (after a claim's judge changed).
+    """
     import torch
 
     from icl_course import gd_transformer as gt
@@ -44,10 +47,14 @@ def measure(seed: int) -> dict:
     runtime.setup(seed=seed)
     _load_claims()
     ctx, claims = Context(seed=seed), {}
-    for claim in (c for c in REGISTRY.values() if c.part == "gd_transformer"):
+    for claim in (c for c in REGISTRY.values() if c.part == "gd_transformer" and (not only or c.id in only)):
         value = claim.measure(ctx)
         status, _ = _judge(claim, value, ctx)
         claims[claim.id] = {"status": status, "value": _plain(value), "shown": claim.show(value)}
+    if only:
+        saved = json.loads((RESULTS / f"part3_seed{seed}.json").read_text(encoding="utf-8"))
+        saved["claims"].update(claims)
+        return saved
     one = ctx.cache["one_layer"]
     kq, _ = gt.weight_products(one.layer)
     standard = ctx.cache["standard"]
@@ -132,13 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=("measure", "page"))
     p.add_argument("--seed", type=int, action="append", default=None)
+    p.add_argument("--only", action="append", default=None, help="re-measure this claim only (repeatable)")
     args = p.parse_args(argv)
     if args.what == "page":
         write_page()
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in args.seed or [0, 1, 2, 3, 4]:
-        out = measure(seed)
+        out = measure(seed, args.only)
         (RESULTS / f"part3_seed{seed}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
         print(f"seed {seed}:", {k: v["status"] for k, v in out["claims"].items()}, file=sys.stderr)
     return 0

@@ -328,7 +328,8 @@ register(Claim(
     id="E10", chapter=CHAPTER_PRECOND,
     claim="closed-form optimal preconditioner Γ* = ((1+1/N)Σ + trΣ/N·I)⁻¹ (Gaussian inputs)",
     reference="closed form (Ahn et al. 2023; Mahankali et al. 2023)",
-    tolerance=f"loss gradient at Γ* zero: max |z| < {E10_Z} over Σ's 10 eigendirections (200k tasks); "
+    tolerance=f"loss gradient at Γ* zero: max |z| < {E10_Z} over Σ's 10 eigendirections (200k tasks, 50k with "
+              "--quick); "
               "L(Γ*) ≤ 1.002 L(Γ_MC)",
     measure=_e10, judge=lambda v, ctx: v.max_z < E10_Z and v.loss_ratio <= 1.002,
     show=lambda v: f"max |z| {v.max_z:.2f}, loss ratio {v.loss_ratio:.4f} (MC Γ rel. diff {v.mc_rel_diff:.3f})"))
@@ -337,10 +338,12 @@ register(Claim(
     id="E11", chapter=CHAPTER_PRECOND,
     claim="one trained layer on anisotropic inputs ≈ preconditioned GD-1, beating plain GD-1",
     reference="the optimal one-layer learner is preconditioned GD (Ahn et al. 2023)",
-    tolerance="L_TF ≤ 1.02 × L(Γ*) and L_TF < 0.95 × L(GD, best η)",
+    tolerance="L_TF ≤ 1.02 × L(Γ*), and L_TF below L(GD, best η) by at least half of Γ*'s own margin over it "
+              "(same tasks)",
     measure=lambda ctx: e11_value(_aniso(ctx)[2], gt.preconditioner_losses(_aniso(ctx)[2].eval_set,
                                                                            {"star": _aniso(ctx)[3].float()})),
-    judge=lambda v, ctx: v.loss_tf <= 1.02 * v.loss_star and v.loss_tf < 0.95 * v.loss_gd_best,
+    judge=lambda v, ctx: v.loss_tf <= 1.02 * v.loss_star
+    and v.loss_gd_best - v.loss_tf >= 0.5 * (v.loss_gd_best - v.loss_star),
     show=lambda v: f"TF {v.loss_tf:.4f} vs Γ* {v.loss_star:.4f} vs GD {v.loss_gd_best:.4f}"))
 
 
@@ -389,8 +392,9 @@ register(Claim(
     tolerance="L_TF ≤ 1.1 × L_GD-on-features; L_GD-on-features ≤ 2 × oracle",
     measure=lambda ctx: e8_value(_sine(ctx, "lsa", False), _sine(ctx, "gd", False)),
     judge=lambda v, ctx: _e8_ratio(v) <= 1.1, score=_e8_ratio, show=_e8_show,
-    gap=KnownGap(2.2, "seed-dependent: seeds 0 and 1 settle on a rank-one route (the target through the keys) "
-                      "and stall at 1.9-2.0 × GD; seed 2 reaches GD (0.98 ×)")))
+    gap=KnownGap(2.2, "seed-dependent: seeds 0, 1 and 3 settle on a rank-one route (the target through the keys) "
+                      "and stall at 1.91-1.94 × GD; seeds 2 and 4 reach GD (0.97 ×); Reproducibility page, five "
+                      "seeds")))
 
 
 # ---------------------------------------------------------------- chapter "Standard tokens: copy, then descend"

@@ -21,6 +21,7 @@ from ..train import TrainedRun
 from ._common import (
     ONE_LAYER,
     PAPER,
+    ParallelHeads,
     RegressionSettings,
     compare_with_gd,
     constructed_lsa,
@@ -64,6 +65,7 @@ from .one_layer_one_step import (
     optimal_lr_monte_carlo,
     product_layer,
     proposition1_errors,
+    softmax_heads_capacity,
 )
 from .preconditioned import (
     ANISOTROPIC_AFTER_ESCAPE,
@@ -88,10 +90,11 @@ from .standard_tokens import (
 __all__ = [
     # shared by the chapters (and the fixed names of the design)
     "make_tokens", "readout", "predict", "icl_loss", "constructed_lsa", "gd_predict", "weight_products",
-    "train_lsa", "compare_with_gd", "TrainedRun", "RegressionSettings", "ONE_LAYER", "PAPER",
+    "train_lsa", "compare_with_gd", "TrainedRun", "RegressionSettings", "ONE_LAYER", "PAPER", "ParallelHeads",
     # one layer, one step
     "ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_matched_constructed", "interpolate_layers",
     "ood_sweep", "ood_log_ratios", "interpolation_losses", "proposition1_errors", "optimal_lr_monte_carlo",
+    "softmax_heads_capacity",
     # golden
     "load_golden", "golden_agreement",
     # deeper layers: GD++

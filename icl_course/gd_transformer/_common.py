@@ -122,6 +122,33 @@ def weight_products(layer: LinearSelfAttention) -> tuple[torch.Tensor, torch.Ten
     return m["W_K"].T @ m["W_Q"], m["P"] @ m["W_V"]
 
 
+class ParallelHeads(torch.nn.Module):
+    """Several attention heads read the same tokens and add their updates: ``E_q + Σ_h (head_h(E) − E_q)``.
+
+    Each head is a :class:`LinearSelfAttention` (its own ``W_Q, W_K, W_V, P``); with ``attention="softmax"`` and two
+    heads of opposite scores the zero-order term of the softmax cancels, which one head cannot do (von Oswald et al.
+    2022, App. A.9, Figs. 11–12). Same interface as a one-layer :class:`LSAStack` (``forward(E, query_only)``,
+    ``n_context``), so :func:`train_lsa`, :func:`compare_with_gd` and the sweeps take it.
+    """
+
+    def __init__(self, dim: int, heads: int = 2, *, n_context: int | None = None,
+                 generator: torch.Generator | None = None, **layer_kw) -> None:
+        super().__init__()
+        n_heads = _checks.positive_int("heads", heads)
+        self.heads = torch.nn.ModuleList(LinearSelfAttention(dim, generator=generator, **layer_kw)
+                                         for _ in range(n_heads))
+        self.n_context = None if n_context is None else _checks.positive_int("n_context", n_context)
+
+    def forward(self, E: torch.Tensor, query_only: bool = False) -> torch.Tensor:
+        """``E (B, N+1, D)`` → ``(B, N+1, D)``, or the query token ``(B, 1, D)`` with ``query_only``."""
+        _checks.tensor("E", E, 3, "(B, N+1, D)")
+        if self.n_context is not None and E.shape[1] != self.n_context + 1:
+            raise ValueError(f"this model was built for n_context={self.n_context}: E must have shape "
+                             f"(B, {self.n_context + 1}, D), got {tuple(E.shape)}")
+        E_q = E[:, -1:] if query_only else E  # (B, T', D)
+        return E_q + sum(head(E, query_only=query_only) - E_q for head in self.heads)
+
+
 def train_lsa(
     *,
     seed: int = 0,
@@ -129,6 +156,7 @@ def train_lsa(
     n_layers: int = 1,
     shared: bool = False,
     attention: str = "linear",
+    heads: int = 1,
     include_query: bool = False,
     batch_size: int = PAPER.batch_size,
     eval_size: int = PAPER.eval_size,
@@ -152,10 +180,16 @@ def train_lsa(
     Training can sit on a plateau near the zero predictor's loss for a seed-dependent number of steps. With
     ``after_escape`` and ``escape_loss`` it stops ``after_escape`` steps after the first evaluation below
     ``escape_loss`` (:class:`train.Escape`), and ``steps`` is only the cap; the escape step is recorded (None if the
-    run never escaped).
+    run never escaped). ``heads > 1`` trains one layer of that many :class:`ParallelHeads` instead of a stack.
     """
-    model = LSAStack.new(dx + dy, n_layers, shared=shared, n_context=n_context, attention=attention,
-                         include_query=include_query, generator=runtime.generator(seed))
+    if _checks.positive_int("heads", heads) > 1:
+        if n_layers != 1 or shared:
+            raise ValueError(f"heads={heads} trains one layer of parallel heads: n_layers must be 1 and shared False")
+        model = ParallelHeads(dx + dy, heads, n_context=n_context, attention=attention, include_query=include_query,
+                              generator=runtime.generator(seed))
+    else:
+        model = LSAStack.new(dx + dy, n_layers, shared=shared, n_context=n_context, attention=attention,
+                             include_query=include_query, generator=runtime.generator(seed))
     ev = tasks.regression_eval_set(eval_size, n_context, dx, dy, seed=seed + 2, **task_kw)
     escape = None
     if escape_loss is not None and after_escape is None:

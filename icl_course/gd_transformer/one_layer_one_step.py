@@ -23,7 +23,7 @@ from ._common import ONE_LAYER, PAPER, constructed_lsa, gd_predict, weight_block
 
 __all__ = ["ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_matched_constructed",
            "interpolate_layers", "ood_sweep", "ood_log_ratios", "interpolation_losses", "proposition1_errors",
-           "optimal_lr_monte_carlo"]
+           "optimal_lr_monte_carlo", "softmax_heads_capacity"]
 
 ONE_LAYER_STEPS = ONE_LAYER.cpu.steps
 """Training steps of the one-layer experiment (the official notebook runs 5,000; GD level is reached by ~500)."""
@@ -150,3 +150,32 @@ def optimal_lr_monte_carlo(n_tasks: int = 200_000, *, seed: int = 0, **task_kw) 
     grad = torch.stack([1 / c.mean(), -a.mean() / c.mean() ** 2])
     cov_ac = torch.cov(torch.stack([a, c])) / n_tasks
     return ratio, float(torch.sqrt(grad @ cov_ac @ grad))
+
+
+def softmax_heads_capacity(batch: tasks.RegressionBatch, heads: int = 1,
+                           scales: Sequence[float] | None = None) -> tuple[float, float, list[float]]:
+    """The best loss of softmax attention in GD's shape: ``(best loss, c, [β_h])``.
+
+    One head scores ``c·x_iᵀx_q`` and predicts ``ŷ = β Σ_i softmax_i(c x_iᵀx_q) y_i``
+    (``W_Kᵀ W_Q = c·[[I, 0], [0, 0]]``, ``(P W_V)_yy = −β``); two heads score ``+c`` and ``−c`` and add ``β_1`` and
+    ``β_2`` times their averages. For each ``c`` on the grid ``scales`` the ``β`` are the least-squares fit on
+    ``batch`` (dy = 1, float64); the best ``c`` is kept. One head cannot cancel the softmax's zero-order term
+    ``β·ȳ``; two heads with opposite scores can
+    (von Oswald et al. 2022, App. A.9, Figs. 11–12). Used by the softmax ablation of "One layer, one step".
+    """
+    n_heads = _checks.positive_int("heads", heads)
+    if n_heads > 2 or batch.y.shape[-1] != 1:
+        raise ValueError(f"heads must be 1 or 2 and dy 1, got heads={heads}, dy={batch.y.shape[-1]}")
+    x, y, xq, yq = (t.double() for t in (batch.x, batch.y, batch.x_query, batch.y_query))
+    grid = torch.logspace(-2, 2.5, 91, dtype=torch.float64) if scales is None else torch.as_tensor(scales).double()
+
+    def fit(c: float) -> tuple[float, torch.Tensor]:
+        scores = (x @ xq[..., None])[..., 0]  # (B, N): x_iᵀ x_q
+        feats = torch.stack([(torch.softmax(s * c * scores, -1)[..., None] * y).sum((1, 2))
+                             for s in (1.0, -1.0)[:n_heads]], dim=-1)  # (B, heads): softmax-weighted mean labels
+        beta = torch.linalg.lstsq(feats, yq).solution  # (heads, 1)
+        return float(0.5 * ((feats @ beta - yq) ** 2).sum(-1).mean()), beta[:, 0]
+
+    fits = {float(c): fit(float(c)) for c in grid}
+    c_best = min(fits, key=lambda c: fits[c][0])
+    return fits[c_best][0], c_best, fits[c_best][1].tolist()

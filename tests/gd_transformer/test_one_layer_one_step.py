@@ -261,3 +261,49 @@ def test_gauge_matched_constructed_on_cuda():
     with torch.no_grad():
         pred = gt.readout(matched(b.tokens().cuda()), 3)
     assert rel(pred.cpu(), gd_pred(b, 0.5, 1)) < 1e-10
+
+
+def _softmax_head(c, beta, D, dx, dtype=F64):
+    x_block = torch.zeros(D, D, dtype=dtype)
+    x_block[:dx, :dx] = torch.eye(dx, dtype=dtype)
+    y_block = torch.zeros(D, D, dtype=dtype)
+    y_block[dx:, dx:] = torch.eye(D - dx, dtype=dtype)
+    # the layer's softmax takes the scores q·k unscaled, as the official code does
+    return LinearSelfAttention.from_matrices(c * x_block, x_block, y_block, -beta * y_block,
+                                             attention="softmax")
+
+
+def test_softmax_capacity_is_the_loss_of_the_layer_it_describes():
+    """The fitted (c, β) written into real softmax heads give the reported loss; two heads beat one (App. A.9)."""
+    b = batch(2000, 10, 10, 1, seed=5, input_range=1.0)
+    one, c1, (beta1,) = gt.softmax_heads_capacity(b, heads=1)
+    two, c2, (beta_a, beta_b) = gt.softmax_heads_capacity(b, heads=2)
+    D = 11
+    with torch.no_grad():
+        pred1 = gt.predict(LSAStack([_softmax_head(c1, beta1, D, 10)]), b.tokens(), 10)
+        pair = gt.ParallelHeads(D, 2, n_context=10, dtype=F64)
+        pair.heads[0], pair.heads[1] = _softmax_head(c2, beta_a, D, 10), _softmax_head(-c2, beta_b, D, 10)
+        pred2 = gt.predict(pair, b.tokens(), 10)
+    assert float(((pred1 - b.y_query) ** 2).mean() / 2) == pytest.approx(one, rel=1e-9)
+    assert float(((pred2 - b.y_query) ** 2).mean() / 2) == pytest.approx(two, rel=1e-9)
+    gd1 = float(((gd_pred(b, 200 / 33, 1) - b.y_query) ** 2).mean() / 2)
+    assert two < 0.8 * one and two < 1.1 * gd1 < one  # one head falls short of GD, two heads reach it
+    assert beta_a * beta_b < 0  # the two heads subtract: the zero-order term cancels
+    with pytest.raises(ValueError, match="heads"):
+        gt.softmax_heads_capacity(b, heads=3)
+
+
+def test_parallel_heads_add_their_updates_and_train_lsa_builds_them():
+    b = batch(4, 10, 10, 1, seed=1)
+    pair = gt.ParallelHeads(11, 2, n_context=10, generator=runtime.generator(0), dtype=F64)
+    E = b.tokens()
+    with torch.no_grad():
+        expected = E + (pair.heads[0](E) - E) + (pair.heads[1](E) - E)
+        assert rel(pair(E), expected) < 1e-14
+        assert rel(pair(E, query_only=True), expected[:, -1:]) < 1e-14
+    with pytest.raises(ValueError, match="n_context=10"):
+        pair(E[:, 1:])
+    with pytest.raises(ValueError, match="heads"):
+        gt.train_lsa(steps=1, heads=2, n_layers=2)
+    run = gt.train_lsa(steps=2, heads=2, attention="softmax", eval_size=8, batch_size=8, eval_every=1)
+    assert isinstance(run.model, gt.ParallelHeads) and len(run.model.heads) == 2
