@@ -26,7 +26,7 @@ book: setup
 ## test: everything CI checks — lint, unit/property/golden tests, exercises, strict nbval, book build, reproduce
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests book -n 2 --dist loadfile --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
+	$(PY) -m pytest tests book -n 2 --dist loadfile --no-loadscope-reorder --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 ## test-fast: unit tests only (no notebooks, no book build, no reproduce run)
 test-fast: setup

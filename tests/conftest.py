@@ -21,14 +21,32 @@ _load_claims()
 
 
 
+def _recorded_cpu(path) -> float:
+    """A notebook's kernel CPU time as recorded by its last execution (0 if none)."""
+    import json
+
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["metadata"]["icl_course"]["cpu_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Hand the reproduce gate's files out first, longest first (``tests/reproduce_gate``): under ``pytest -n 2
-    --dist loadfile`` files go to the workers in the order of their first item, and a long file handed out last would
-    finish alone long after the other worker is idle."""
+    """Order the files longest first for ``pytest -n 2 --dist loadfile --no-loadscope-reorder`` (files go to the
+    workers in the order of their first item; xdist's default reorder would put the files with the most *tests*
+    first, and the reproduce gate's one-test files last): the gate's files by their measured time
+    (``tests/reproduce_gate``), then the notebooks by their recorded CPU time, then the test files."""
     from tests.reproduce_gate import ORDER
 
-    def rank(item) -> int:
-        stem = item.path.stem.removeprefix("test_gate_")
-        return ORDER.index(stem) if item.path.parent.name == "reproduce_gate" and stem in ORDER else len(ORDER)
+    cpu: dict = {}
 
-    items.sort(key=rank)  # stable: everything else keeps its order
+    def rank(item) -> tuple[int, float]:
+        path = item.path
+        stem = path.stem.removeprefix("test_gate_")
+        if path.parent.name == "reproduce_gate" and stem in ORDER:
+            return 0, ORDER.index(stem)
+        if path.suffix == ".ipynb":
+            return 1, -cpu.setdefault(path, _recorded_cpu(path))
+        return 2, 0.0
+
+    items.sort(key=rank)  # stable: a file's items keep their order
