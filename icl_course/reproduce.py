@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from . import __version__
+
 __all__ = ["Claim", "KnownGap", "Context", "Row", "REGISTRY", "register", "evaluate", "run", "format_table",
            "verdicts", "main"]
 
@@ -99,6 +101,7 @@ class Row:
     quick: bool
     seconds: float
     torch: str
+    version: str
 
 
 REGISTRY: dict[str, Claim] = {}
@@ -135,7 +138,8 @@ def evaluate(claim_id: str, value: Any, *, seed: int = 0, quick: bool = False, s
     claim, ctx = REGISTRY[claim_id], Context(seed=seed, quick=quick)
     status, reason = _judge(claim, value, ctx)
     return Row(claim.id, claim.chapter, claim.claim, claim.reference, claim.show(value), claim.tolerance, status,
-               status == "PASS", reason, seed, quick, round(seconds, 2), torch.__version__.split("+")[0])
+               status == "PASS", reason, seed, quick, round(seconds, 2), torch.__version__.split("+")[0],
+               __version__)
 
 
 def run(ids: list[str] | None = None, *, seed: int = 0, quick: bool = False, scale: str = "cpu",

@@ -16,6 +16,7 @@ from icl_course import _provenance
 from icl_course.parts import FOUNDATION, PARTS, part_of_notebook
 
 PACKAGE = Path(icl_course.__file__).resolve().parent
+ROOT = PACKAGE.parent
 PART_NAMES = {p.name for p in PARTS}
 
 
@@ -195,3 +196,38 @@ def test_fixed_public_names_of_the_design():
     for name in ("constructed_lsa", "readout"):
         assert callable(getattr(gd_transformer, name))
     assert callable(solvers.gd) and hasattr(models.LinearSelfAttention, "from_matrices")
+
+
+def test_modules_left_out_of_the_code_hash_are_not_run_by_notebooks():
+    """The modules the staleness hash leaves out are imported by no chapter notebook and by no hashed module (else
+    editing them could change what a notebook computes without making it stale)."""
+    import ast
+    import json
+
+    left_out = {p.removesuffix(".py").replace("/", ".") for p in _provenance.NOT_RUN_BY_NOTEBOOKS}
+    names = {f"icl_course.{m}" for m in left_out} | {m.rsplit(".", 1)[-1] for m in left_out}
+
+    def imported(source: str, package: str) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base])
+                found |= {base.strip(".")} | {f"{base.strip('.')}.{a.name}" for a in node.names}
+        return found
+
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in _provenance.NOT_RUN_BY_NOTEBOOKS:
+            continue
+        package = "icl_course." + ".".join(path.relative_to(PACKAGE).parts[:-1])
+        bad = {m for m in imported(path.read_text(encoding="utf-8"), package.rstrip(".")) if m in names}
+        assert not bad, f"{rel} imports {bad}, which the code hash leaves out"
+    for nb in (ROOT / "book").glob("*.ipynb"):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for name in left_out:
+            assert name.rsplit(".", 1)[-1] not in source, f"{nb.name} uses {name}, which the code hash leaves out"

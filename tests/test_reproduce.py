@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,12 @@ def test_run_selects_claims_by_part(registry):
     assert [r.id for r in rows] == ["E1", "E8a"]
     with pytest.raises(KeyError, match="unknown parts"):
         reproduce.run(["E1"], parts=["no_such_part"])
+
+
+def test_rows_carry_the_package_version(registry):
+    """``reproduce --json`` names the package version beside torch's (one version everywhere)."""
+    from icl_course import __version__
+
+    reproduce.register(_claim(cid="T-pass"))
+    row = reproduce.evaluate("T-pass", 0.5)
+    assert row.version == __version__ and "version" in dataclasses.asdict(row)
