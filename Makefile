@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export ICL_COURSE_PROGRESS ?= 0
 export PYTHONHASHSEED = 0
 
-.PHONY: setup book test test-fast notebooks student bench clean
+.PHONY: setup book student-book test test-fast notebooks student bench clean
 
 ## setup: create .venv, install the package with every extra (pinned by constraints.txt), convert the real LM once
 setup: $(STAMP)
@@ -23,7 +23,15 @@ book: setup
 	rm -rf _build
 	$(VENV)/bin/jupyter-book build book --all -W --keep-going --path-output .
 
-## test: everything CI checks — lint, unit/property/golden tests, exercises, strict nbval, book build, reproduce
+## student-book: build the student edition of the book (stubs instead of solutions, no launch buttons) into
+## _build/student/_build/html, from a generated source in _build/student-src
+student-book: setup
+	rm -rf _build/student _build/student-src
+	$(PY) -m icl_course student-book _build/student-src
+	$(VENV)/bin/jupyter-book build _build/student-src/book --all -W --keep-going --path-output _build/student
+
+## test: everything CI checks — lint, unit/property/golden tests, exercises, strict nbval, both editions of the book
+## built and checked in a browser (tests/browser), reproduce
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests book -n 2 --dist loadfile --no-loadscope-reorder --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600

@@ -31,11 +31,17 @@ def _recorded_cpu(path) -> float:
         return 0.0
 
 
+BROWSER_SECONDS = {"test_student_site.py": 200.0, "test_site.py": 170.0}
+"""Wall seconds of the browser checks' files (a book build and a visit of every page each), measured on the 2-core
+CI machine; they are ordered among the notebooks by these."""
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Order the files longest first for ``pytest -n 2 --dist loadfile --no-loadscope-reorder`` (files go to the
     workers in the order of their first item; xdist's default reorder would put the files with the most *tests*
     first, and the reproduce gate's one-test files last): the gate's files by their measured time
-    (``tests/reproduce_gate``), then the notebooks by their recorded CPU time, then the test files."""
+    (``tests/reproduce_gate``), then the notebooks by their recorded CPU time and the browser checks by
+    :data:`BROWSER_SECONDS`, then the test files."""
     from tests.reproduce_gate import ORDER
 
     cpu: dict = {}
@@ -47,6 +53,30 @@ def pytest_collection_modifyitems(session, config, items):
             return 0, ORDER.index(stem)
         if path.suffix == ".ipynb":
             return 1, -cpu.setdefault(path, _recorded_cpu(path))
+        if path.parent.name == "browser" and path.name in BROWSER_SECONDS:
+            return 1, -BROWSER_SECONDS[path.name]
         return 2, 0.0
 
     items.sort(key=rank)  # stable: a file's items keep their order
+
+
+_SESSION_START = [0.0]
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _SESSION_START[0] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the browser check's counts (tests/browser writes them beside its screenshots; under pytest-xdist a
+    worker's own output does not reach the terminal)."""
+    from pathlib import Path
+
+    counts = [p for p in (Path(__file__).resolve().parent.parent / "_build" / "screenshots").glob("*/counts.txt")
+              if p.stat().st_mtime >= _SESSION_START[0]]
+    if counts:
+        terminalreporter.section("browser check")
+        for path in sorted(counts):
+            terminalreporter.write_line(path.read_text(encoding="utf-8").strip())

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from icl_course.exercises import REGISTRY, ExerciseFailed, NotAttempted, all_exercises
-from icl_course.exercises.edition import check_calls, grade, solution_cells, student_notebook, write_student_edition
+from icl_course.exercises.edition import check_calls, solution_cells, student_notebook, write_student_edition
+from icl_course.exercises.grading import grade_notebook
 from icl_course.notebooks import notebook_paths
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
@@ -113,8 +114,10 @@ def test_grader_reports_passed_failed_and_not_attempted(tmp_path):
     })
     path = tmp_path / "submission.ipynb"
     nbformat.write(nb, path)
-    assert grade(path, timeout=120) == {"gd_step": "passed", "optimal_step_size": "failed",
-                                        "read_step_size": "not attempted"}
+    rows = grade_notebook(path, timeout=120)
+    assert {r.exercise: r.status for r in rows} == {
+        "gd_step": "passed", "optimal_step_size": "failed", "read_step_size": "not attempted",
+        "proposition1_weights": "missing", "implicit_model": "missing"}  # every exercise of the chapter
 
 
 def test_exercise_names_are_unique_across_parts():

@@ -1,0 +1,202 @@
+"""The grader an instructor can trust: a simulated class graded through the command line, bad inputs, and every
+chapter gradable through the registry.
+
+The class is one chapter (Part II's dual form, the quickest to run): an untouched student edition, a correct
+submission (the chapter itself), and a submission that tries everything — a wrong answer, a deleted solution cell,
+the course's reference solution imported, one correct answer, one stub, and every checker cell edited to print
+"passed".
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from icl_course.__main__ import main
+from icl_course.exercises import REGISTRY, all_exercises
+from icl_course.exercises.edition import check_calls, solution_cells, student_notebook
+from icl_course.exercises.grading import NotASubmission, chapter_exercises, find_chapter, write_report
+from icl_course.notebooks import notebook_paths
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+CHAPTER = "part2_dual_form"
+
+
+def _chapter() -> nbformat.NotebookNode:
+    return nbformat.read(BOOK / f"{CHAPTER}.ipynb", as_version=4)
+
+
+def _tampered() -> nbformat.NotebookNode:
+    """Every trick at once (see the module docstring)."""
+    nb = student_notebook(_chapter(), chapter=CHAPTER)
+    cells = dict(solution_cells(nb))
+    by_name = {REGISTRY[k].name: i for i, k in cells.items()}
+    keys = {REGISTRY[k].name: k for k in cells.values()}
+    ref = REGISTRY[keys["dual_form_predict"]].solution
+    nb.cells[by_name["dual_form_predict"]].source = f"from {ref.__module__} import {ref.__name__} as dual_form_predict"
+    nb.cells[by_name["k_step_dual_form"]].source = (
+        "from icl_course.exercises import REGISTRY\n\n\ndef k_step_dual_form(*args, **kwargs):\n"
+        f"    return REGISTRY[{keys['k_step_dual_form']!r}].solution(*args, **kwargs)\n")
+    solution = REGISTRY[keys["simaou_from_outputs"]].solution
+    nb.cells[by_name["simaou_from_outputs"]].source = inspect.getsource(solution).replace(
+        f"def {solution.__name__}(", "def simaou_from_outputs(")
+    nb.cells[by_name["rec2ftp_by_hand"]].source = "def rec2ftp_by_hand(:\n    return 1\n"  # a syntax error
+    for i in check_calls(nb):
+        nb.cells[i].source = "print('✅ passed')"
+    # a notebook that redefines print and shadows builtins must not fool (or break) the grader
+    nb.cells.append(nbformat.v4.new_code_cell("def print(*args, **kwargs):\n    pass\n\n\nclass type:\n    pass"))
+    del nb.cells[by_name["delta_w_icl"]]  # last: the indices above are taken first
+    return nb
+
+
+def _crashing() -> nbformat.NotebookNode:
+    """A submission that kills its kernel half-way."""
+    nb = student_notebook(_chapter(), chapter=CHAPTER)
+    nb.cells.insert(3, nbformat.v4.new_code_cell("import os\nos._exit(0)"))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory):
+    """Four students, each with the same file name in a folder of their own."""
+    folder = tmp_path_factory.mktemp("class")
+    for student, nb in {"ann": student_notebook(_chapter(), chapter=CHAPTER), "bob": _chapter(),
+                        "cat": _tampered(), "dan": _crashing()}.items():
+        (folder / student).mkdir()
+        nbformat.write(nb, folder / student / f"{CHAPTER}.ipynb")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_simulated_class(classroom, tmp_path, capsys):
+    (tmp_path / "empty.ipynb").write_text("")
+    out, kept = tmp_path / "grades.csv", tmp_path / "feedback"
+    code = main(["grade", str(classroom), str(tmp_path / "empty.ipynb"), "--csv", "--out", str(out),
+                 "--keep", str(kept), "--timeout", "120"])
+    assert code == 2, "an input that is not a submission makes the exit status 2"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"not a submission: {tmp_path / 'empty.ipynb'}: not a readable notebook (Notebook does not appear to be "
+        "JSON: '')"]
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8").splitlines()))
+    names = [REGISTRY[k].name for k in chapter_exercises(CHAPTER)]
+    status = {(r["file"].split("/")[0], r["exercise"]): r["status"] for r in rows}
+    hints = {(r["file"].split("/")[0], r["exercise"]): r["hint"] for r in rows}
+    assert len(rows) == 4 * len(names) and set(rows[0]) == {"file", "chapter", "exercise", "status", "points",
+                                                            "max_points", "hint"}
+    assert {r["file"] for r in rows} == {f"{s}/{CHAPTER}.ipynb" for s in ("ann", "bob", "cat", "dan")}
+    assert all(status["ann", n] == "not attempted" for n in names)
+    assert all(status["bob", n] == "passed" for n in names)
+    assert {n: status["cat", n] for n in names} == {
+        "dual_form_predict": "failed", "delta_w_icl": "missing", "k_step_dual_form": "failed",
+        "simaou_from_outputs": "passed", "rec2ftp_by_hand": "failed"}
+    assert "not a function defined in this notebook" in hints["cat", "dual_form_predict"]
+    assert "uses the course's reference solutions" in hints["cat", "k_step_dual_form"]
+    assert "raised SyntaxError" in hints["cat", "rec2ftp_by_hand"]
+    assert all(status["dan", n] == "failed" and "could not be run to the end" in hints["dan", n] for n in names)
+    assert "Hint" not in hints["ann", "dual_form_predict"], "a stub's report must not give the answer"
+    points = {s: sum(int(r["points"]) for r in rows if r["file"].startswith(s)) for s in ("bob", "cat")}
+    total = sum(int(r["max_points"]) for r in rows if r["file"].startswith("bob"))
+    assert points["bob"] == total > points["cat"] > 0
+    # the executed notebooks are kept in the same layout, each with the grader's report at the end
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*.ipynb")) == [
+        f"{s}/{CHAPTER}.ipynb" for s in ("ann", "bob", "cat", "dan")]
+    report = nbformat.read(kept / "cat" / f"{CHAPTER}.ipynb", as_version=4).cells[-1].source
+    assert report.startswith("## Grader's report:") and "missing" in report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student,code", [("bob", 0), ("ann", 1)])
+def test_exit_status_and_json(classroom, student, code, capsys):
+    assert main(["grade", str(classroom / student / f"{CHAPTER}.ipynb"), "--fast", "--json"]) == code
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["status"] for r in rows} == ({"passed"} if code == 0 else {"not attempted"})
+
+
+def test_grade_refuses_a_bad_output_place(classroom, tmp_path, capsys):
+    assert main(["grade", str(classroom), "--keep", str(classroom / "feedback")]) == 2
+    assert "lies inside the submissions folder" in capsys.readouterr().err
+    assert main(["grade", str(classroom), "--out", str(tmp_path / "no" / "such" / "grades.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys):
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def f(x):\n    return x")])
+    nbformat.write(other, tmp_path / "other_course.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "blank.ipynb")
+    (tmp_path / "solution.py").write_text("def gd_step(): pass\n")
+    (tmp_path / "zero.ipynb").write_bytes(b"")
+    (tmp_path / "nothing_here").mkdir()
+    odd = nbformat.v4.new_notebook(metadata={"icl_course": "x"})
+    nbformat.write(odd, tmp_path / "odd_metadata.ipynb")
+    (tmp_path / "odd_chapter.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [],
+                                                            "metadata": {"icl_course": {"chapter": ["a"]}}}))
+    (tmp_path / "odd_source.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                                           "cells": [{"cell_type": "markdown", "metadata": {},
+                                                                      "source": 5}]}))
+    cases = {"odd_metadata.ipynb": "not a notebook of this course", "odd_chapter.ipynb": "not a notebook of",
+             "odd_source.ipynb": "not a", "missing.ipynb": "no such file",
+             "solution.py": "not a notebook (a submission is an .ipynb file)",
+             "zero.ipynb": "not a readable notebook", "other_course.ipynb": "not a notebook of this course",
+             "blank.ipynb": "not a notebook of this course", "nothing_here": "a folder with no notebook in it"}
+    for name, message in cases.items():
+        assert main(["grade", str(tmp_path / name)]) == 2, name
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in captured.err, (name, captured.err)
+        assert main(["check", str(tmp_path / name)]) == 2
+        capsys.readouterr()
+
+
+def test_a_notebook_mixing_chapters_is_not_a_submission(tmp_path):
+    from icl_course.exercises.grading import _read
+
+    keys = [chapter_exercises(CHAPTER)[0], chapter_exercises("part3_one_layer_one_step")[0]]
+    cells = []
+    for k in keys:
+        cells += [nbformat.v4.new_markdown_cell("```{solution-start} x\n```"),
+                  nbformat.v4.new_code_cell(REGISTRY[k].stub_source),
+                  nbformat.v4.new_markdown_cell("```{solution-end}\n```")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "mix.ipynb")
+    with pytest.raises(NotASubmission, match="mixes exercises of several chapters"):
+        find_chapter(_read(tmp_path / "mix.ipynb"), tmp_path / "mix.ipynb")
+
+
+@pytest.mark.parametrize("path", notebook_paths(BOOK), ids=lambda p: p.name)
+def test_every_chapter_is_gradable_through_the_registry(path):
+    """Each chapter's exercises are found from the chapter notebook, from its student edition (metadata) and from
+    its solution cells alone (a renamed file); they are exactly the functions its solution cells define."""
+    all_exercises()
+    nb = nbformat.read(path, as_version=4)
+    assert find_chapter(nb, path) == path.stem
+    student = student_notebook(nb, chapter=path.stem)
+    assert find_chapter(student, Path("renamed.ipynb")) == path.stem
+    assert find_chapter(nb, Path("renamed.ipynb")) == path.stem
+    assert sorted(chapter_exercises(path.stem)) == sorted(k for _, k in solution_cells(nb))
+
+
+def test_text_report_names_the_reason(tmp_path):
+    from icl_course.exercises.grading import GradeRow
+
+    rows = [GradeRow("a.ipynb", CHAPTER, "f", "failed", 0, 2, "f: wrong sign\nHint: look at the sign"),
+            GradeRow("a.ipynb", CHAPTER, "g", "passed", 1, 1, "")]
+    text = write_report(rows, "text")
+    assert "a.ipynb (part2_dual_form): 1/3 points" in text and "— f: wrong sign" in text
+    with pytest.raises(ValueError, match="fmt must be"):
+        write_report(rows, "xml")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["student", "OUT", "--book", "NOWHERE"], "book must be the course's book folder"),
+    (["student-book", "OUT", "--root", "NOWHERE"], "root must be the repository root"),
+])
+def test_student_commands_reject_a_wrong_folder(tmp_path, capsys, argv, message):
+    argv = [a.replace("OUT", str(tmp_path / "out")).replace("NOWHERE", str(tmp_path / "nowhere")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
