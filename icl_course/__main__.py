@@ -1,5 +1,5 @@
-"""Command line: ``python -m icl_course COMMAND``, one of reproduce, student, student-book, grade, check, doctor,
-prepare-lm, reproduce-page."""
+"""Command line: ``python -m icl_course COMMAND``, one of reproduce, student, student-book, grade, check, catalogue,
+doctor, prepare-lm, reproduce-page."""
 
 from __future__ import annotations
 
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ck.add_argument("--timeout", type=int, default=300)
     sub.add_parser("doctor", help="what this set-up has and lacks")
     sub.add_parser("prepare-lm", help="obtain and convert the real LM (SmolLM2-135M-Instruct) into the course cache")
+    cat = sub.add_parser("catalogue", help="regenerate the exercise catalogue of book/instructors.md")
+    cat.add_argument("--book", type=Path, default=Path(__file__).resolve().parent.parent / "book")
     pg = sub.add_parser("reproduce-page", help="regenerate book/reproducibility.md from the registry")
     pg.add_argument("--book", type=Path, default=Path(__file__).resolve().parent.parent / "book")
     if argv and argv[0] == "reproduce":
@@ -132,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("grade", "check"):
         return _grade(args)
+    if args.command == "catalogue":
+        from .exercises.grading import write_catalogue
+
+        print(write_catalogue(args.book))
+        return 0
     if args.command == "reproduce-page":
         from .reproduce_page import write_page
 

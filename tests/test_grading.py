@@ -200,3 +200,23 @@ def test_student_commands_reject_a_wrong_folder(tmp_path, capsys, argv, message)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_exercise_catalogue_is_complete_and_agrees_with_the_statements():
+    from icl_course.exercises.grading import exercise_catalogue
+
+    rows = exercise_catalogue(BOOK)
+    all_exercises()
+    assert sorted(r["name"] for r in rows) == sorted(ex.name for ex in REGISTRY.values())
+    wrong = [(r["label"], r["shown"], (r["difficulty"], r["minutes"])) for r in rows
+             if r["shown"] != (r["difficulty"], r["minutes"])]
+    assert wrong == [], f"the statement shows another difficulty or time than the registry: {wrong}"
+    assert all(r["asks"] and r["title"] for r in rows)
+
+
+def test_instructors_page_carries_the_current_catalogue():
+    from icl_course.exercises.grading import CATALOGUE_END, CATALOGUE_START, catalogue_markdown
+
+    page = (BOOK / "instructors.md").read_text(encoding="utf-8")
+    section = CATALOGUE_START + page.split(CATALOGUE_START, 1)[1].split(CATALOGUE_END, 1)[0] + CATALOGUE_END
+    assert section == catalogue_markdown(BOOK), "run `python -m icl_course catalogue`"
