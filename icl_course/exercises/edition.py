@@ -287,6 +287,36 @@ def write_student_edition(book: Path, outdir: Path) -> list[Path]:
 
 
 _MARKER = ".icl-student-book"
+INSTRUCTOR_PAGES = ("instructors", "course_plan")
+"""Pages the student edition of the book leaves out (the course plan holds model answers)."""
+
+
+def _drop_pages(book: Path, pages: tuple[str, ...]) -> None:
+    """Delete ``pages`` from a copy of the book and from its ``_toc.yml`` (a part left empty goes too)."""
+    import yaml
+
+    toc_path = book / "_toc.yml"
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+    for part in toc.get("parts", []):
+        part["chapters"] = [c for c in part.get("chapters", []) if c.get("file") not in pages]
+    toc["parts"] = [p for p in toc.get("parts", []) if p.get("chapters")]
+    toc_path.write_text(yaml.safe_dump(toc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    for page in pages:
+        for found in book.glob(f"{page}.*"):
+            found.unlink()
+    links = re.compile(r"\{doc\}`(?:([^`<]*?)\s*<)?(" + "|".join(map(re.escape, pages)) + r")>?`")
+
+    def unlink(text: str) -> str:  # a link to a left-out page becomes its text, marked as the full book's
+        return links.sub(lambda m: f"*{m[1] or 'the instructors’ pages'}* (in the full edition of the book)", text)
+
+    for md in book.glob("*.md"):
+        md.write_text(unlink(md.read_text(encoding="utf-8")), encoding="utf-8")
+    for path in book.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = unlink(cell.source)
+        nbformat.write(nb, path)
 
 
 def write_student_book(root: Path, outdir: Path) -> Path:
@@ -295,7 +325,8 @@ def write_student_book(root: Path, outdir: Path) -> Path:
     ``root`` is the repository root (``_config.yml`` and ``book/``). The copy has every chapter notebook as its
     student edition with stored outputs (:func:`student_notebook` with ``keep_outputs=True``), and a
     ``_config.yml`` that says ``course_edition: student``, adds "(student edition)" to the title and drops the launch
-    and edit buttons (they would open the full notebooks, solutions included, from the repository).
+    and edit buttons (they would open the full notebooks, solutions included, from the repository). The pages for
+    instructors (:data:`INSTRUCTOR_PAGES`) are left out.
     """
     import shutil
 
@@ -314,6 +345,7 @@ def write_student_book(root: Path, outdir: Path) -> Path:
     for path in sorted((outdir / "book").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         nbformat.write(student_notebook(nb, keep_outputs=True, chapter=path.stem), path)
+    _drop_pages(outdir / "book", INSTRUCTOR_PAGES)
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = f"{config['title']} (student edition)"
     config.pop("launch_buttons", None)

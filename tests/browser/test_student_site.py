@@ -57,6 +57,14 @@ def json_escaped(line: str) -> str:
     return json.dumps(line, ensure_ascii=False)[1:-1]  # as nbformat writes it: UTF-8, not \u escapes
 
 
+def test_pages_for_instructors_are_left_out(html):
+    from icl_course.exercises.edition import INSTRUCTOR_PAGES
+
+    assert INSTRUCTOR_PAGES and not any((html / f"{page}.html").exists() for page in INSTRUCTOR_PAGES)
+    links = "".join(p.read_text(encoding="utf-8") for p in html.glob("*.html"))
+    assert not any(f'href="{page}.html' in links for page in INSTRUCTOR_PAGES)
+
+
 def test_footer_says_student_edition(html):
     text = (html / "intro.html").read_text(encoding="utf-8")
     assert "student edition · icl-course" in text and "(student edition)" in text

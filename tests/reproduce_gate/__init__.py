@@ -7,10 +7,10 @@ import json
 import subprocess
 import sys
 
-from icl_course import reproduce
+from icl_course import __version__, reproduce
 
 KEYS = {"id", "chapter", "claim", "reference", "value", "tolerance", "status", "passed", "reason", "seed", "quick",
-        "seconds", "torch"}
+        "seconds", "torch", "version"}
 ORDER = ("mesa", "meta_optimizer", "gd_transformer", "basics")
 """The parts by the time their quick claims take (longest first: about 12.5, 5, 4 and 3 min, measured one at a time
 on the 2-core CI machine), the order in which ``tests/conftest.py`` hands the gate's files to the workers."""
@@ -24,6 +24,6 @@ def run_part(part: str) -> None:
     rows = json.loads(out.stdout)
     assert {r["id"] for r in rows} == {c.id for c in reproduce.REGISTRY.values() if c.part == part}
     assert all(set(r) == KEYS for r in rows)
-    assert all(r["seed"] == 1 and r["quick"] for r in rows)
+    assert all(r["seed"] == 1 and r["quick"] and r["version"] == __version__ for r in rows)
     failed = [(r["id"], r["value"], r["reason"]) for r in rows if r["status"] == "FAIL"]
     assert not failed and out.returncode == 0, failed
