@@ -1,6 +1,7 @@
 """Shared pytest configuration: hypothesis profiles and one intra-op thread (the course's models are tiny)."""
 
 import os
+from pathlib import Path
 
 import torch
 from hypothesis import HealthCheck, settings
@@ -31,17 +32,18 @@ def _recorded_cpu(path) -> float:
         return 0.0
 
 
-BROWSER_SECONDS = {"test_student_site.py": 200.0, "test_site.py": 170.0}
-"""Wall seconds of the browser checks' files (a book build and a visit of every page each), measured on the 2-core
-CI machine; they are ordered among the notebooks by these."""
+SLOW_FILES = {"browser/test_student_site.py": 200.0, "browser/test_site.py": 170.0, "test_grading.py": 190.0}
+"""Wall seconds of the slowest test files (the browser checks build a book and visit every page; the grader's
+tests run a simulated class and every chapter in fast mode), measured on the 2-core CI machine; they are ordered
+among the notebooks by these."""
 
 
 def pytest_collection_modifyitems(session, config, items):
     """Order the files longest first for ``pytest -n 2 --dist loadfile --no-loadscope-reorder`` (files go to the
     workers in the order of their first item; xdist's default reorder would put the files with the most *tests*
     first, and the reproduce gate's one-test files last): the gate's files by their measured time
-    (``tests/reproduce_gate``), then the notebooks by their recorded CPU time and the browser checks by
-    :data:`BROWSER_SECONDS`, then the test files."""
+    (``tests/reproduce_gate``), then the notebooks by their recorded CPU time and the slowest test files by
+    :data:`SLOW_FILES`, then the other test files."""
     from tests.reproduce_gate import ORDER
 
     cpu: dict = {}
@@ -53,8 +55,9 @@ def pytest_collection_modifyitems(session, config, items):
             return 0, ORDER.index(stem)
         if path.suffix == ".ipynb":
             return 1, -cpu.setdefault(path, _recorded_cpu(path))
-        if path.parent.name == "browser" and path.name in BROWSER_SECONDS:
-            return 1, -BROWSER_SECONDS[path.name]
+        slow = path.relative_to(Path(__file__).parent).as_posix() if path.is_relative_to(Path(__file__).parent) else ""
+        if slow in SLOW_FILES:
+            return 1, -SLOW_FILES[slow]
         return 2, 0.0
 
     items.sort(key=rank)  # stable: a file's items keep their order
