@@ -42,11 +42,21 @@ def chapters() -> set[str]:
     return {p.stem for p in (ROOT / "book").glob("*.ipynb")}
 
 
-def summary(edition: str, reports) -> str:
+def check_edition(html: Path, folder: str, edition: str, launch_buttons: bool = True) -> None:
+    """Run the browser check on a built edition and assert: every page visited, no problem on any, each kind of
+    check ran on something, a screenshot per chapter. The counts go to ``_build/screenshots/<folder>/counts.txt``,
+    which ``tests/conftest.py`` prints at the end of the run."""
+    from .sitecheck import check_site
+
+    require_browser()
+    reports = check_site(html, ROOT, NPM_CACHE, SCREENSHOTS / folder, notebook_pages=chapters(),
+                         launch_buttons=launch_buttons)
     total = {k: sum(getattr(r, k) for r in reports) for k in ("formulas", "links", "images", "solutions", "widgets")}
-    return (f"{edition}: {len(reports)} pages, {total['formulas']} formulas typeset, {total['links']} internal links, "
-            f"{total['images']} images, {total['solutions']} solutions opened, {total['widgets']} saved widgets")
-
-
-def problems(reports) -> list[str]:
-    return [f"{r.page}: {e}" for r in reports for e in r.errors]
+    counts = (f"{edition}: {len(reports)} pages, {total['formulas']} formulas typeset, {total['links']} internal "
+              f"links, {total['images']} images, {total['solutions']} solutions opened, {total['widgets']} saved "
+              "widgets")
+    (SCREENSHOTS / folder / "counts.txt").write_text(counts + "\n", encoding="utf-8")
+    assert len(reports) == len(list(html.glob("*.html"))) > len(chapters())
+    assert [f"{r.page}: {e}" for r in reports for e in r.errors] == []
+    assert all(total[k] > 0 for k in ("formulas", "solutions", "widgets", "images"))
+    assert {p.stem for p in (SCREENSHOTS / folder).glob("*.png")} == chapters()

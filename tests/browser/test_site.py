@@ -13,8 +13,7 @@ import pytest
 
 from icl_course import __version__
 
-from .conftest import NPM_CACHE, ROOT, SCREENSHOTS, build_book, chapters, problems, require_browser, summary
-from .sitecheck import check_site
+from .conftest import ROOT, build_book, chapters, check_edition
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +43,4 @@ def test_footer_names_the_package_version(html):
 
 
 def test_every_page_works_in_a_browser(html):
-    require_browser()
-    reports = check_site(html, ROOT, NPM_CACHE, SCREENSHOTS / "book", notebook_pages=chapters())
-    counts = summary("book", reports)  # printed at the end of the run (tests/conftest.py)
-    (SCREENSHOTS / "book" / "counts.txt").write_text(counts + "\n", encoding="utf-8")
-    assert len(reports) == len(list(html.glob("*.html"))) > len(chapters())
-    assert problems(reports) == []
-    # the checks ran on something: formulas, solutions, saved widgets and a screenshot per chapter
-    assert all(sum(getattr(r, k) for r in reports) > 0 for k in ("formulas", "solutions", "widgets", "images"))
-    assert {p.stem for p in (SCREENSHOTS / "book").glob("*.png")} == chapters()
+    check_edition(html, "book", "book")

@@ -12,8 +12,7 @@ import pytest
 from icl_course.exercises import REGISTRY
 from icl_course.exercises.edition import _WITHHELD, _solution_markdown, solution_cells, write_student_book
 
-from .conftest import NPM_CACHE, ROOT, SCREENSHOTS, build_book, chapters, problems, require_browser, summary
-from .sitecheck import check_site
+from .conftest import ROOT, build_book, chapters, check_edition
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +70,4 @@ def test_footer_says_student_edition(html):
 
 
 def test_student_edition_works_in_a_browser(html):
-    require_browser()
-    reports = check_site(html, ROOT, NPM_CACHE, SCREENSHOTS / "student", notebook_pages=chapters(),
-                         launch_buttons=False)
-    counts = summary("student edition", reports)  # printed at the end of the run (tests/conftest.py)
-    (SCREENSHOTS / "student" / "counts.txt").write_text(counts + "\n", encoding="utf-8")
-    assert len(reports) == len(list(html.glob("*.html"))) > len(chapters())
-    assert problems(reports) == []
-    assert all(sum(getattr(r, k) for r in reports) > 0 for k in ("formulas", "solutions", "widgets", "images"))
-    assert {p.stem for p in (SCREENSHOTS / "student").glob("*.png")} == chapters()
+    check_edition(html, "student", "student edition", launch_buttons=False)
