@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -34,10 +35,10 @@ def positive_int(name: str, value: object) -> int:
 
 
 def positive_float(name: str, value: object, allow_zero: bool = False) -> float:
-    """Raise unless ``value`` is a real number > 0 (>= 0 with ``allow_zero``)."""
+    """Raise unless ``value`` is a finite real number > 0 (>= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
+    if value < 0 or (value == 0 and not allow_zero) or not math.isfinite(value):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+        raise ValueError(f"{name} must be {bound} and finite, got {value}")
     return float(value)

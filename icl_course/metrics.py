@@ -9,6 +9,8 @@ von Oswald et al. (2022), Sec. 3 ("Preds diff", "Model cos", "Model diff", inter
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -76,6 +78,10 @@ def interpolate(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], al
     """``(1 − α)·a + α·b`` entry by entry for two dicts of tensors with the same keys and shapes."""
     if set(a) != set(b):
         raise ValueError(f"a and b must have the same keys, got {sorted(a)} and {sorted(b)}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a real number, got {alpha!r}")
+    if not math.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha}")
     alpha = float(alpha)
     out = {}
     for k in a:

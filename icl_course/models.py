@@ -120,6 +120,9 @@ class LinearSelfAttention(nn.Module):
         _checks.tensor("E", E, 3, f"(B, T, D={self.dim})")
         if E.shape[2] != self.dim:
             raise ValueError(f"E must have shape (B, T, D={self.dim}), got {tuple(E.shape)}")
+        if E.dtype != self.W_Q.weight.dtype:
+            raise TypeError(f"E must have the layer's dtype {self.W_Q.weight.dtype}, got {E.dtype} (convert one of "
+                            "them with .to(dtype))")
         if E.shape[1] < 2 and not self.include_query:
             raise ValueError(f"E needs at least one context token and the query, got T={E.shape[1]}")
         E_c = E if self.include_query else E[:, :-1]  # (B, N, D) keys/values come from these

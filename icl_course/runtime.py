@@ -51,8 +51,8 @@ def setup(seed: int = 0, threads: int | None = DEFAULT_THREADS, device: str | No
     """
     seed_everything(seed)
     if threads is not None:
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         torch.set_num_threads(threads)
     if device is None or device == "cpu":
         dev = torch.device("cpu")

@@ -16,26 +16,10 @@ import torch
 from . import _checks
 from .tasks import input_moments
 
-__all__ = [
-    "gd",
-    "gd_plus_plus",
-    "preconditioned_gd_step",
-    "newton_predict",
-    "optimal_preconditioner_gaussian",
-    "least_squares",
-    "ridge",
-    "averaging",
-    "nearest_neighbours",
-    "predict",
-    "optimal_gd_lr",
-    "gd_one_step_loss",
-    "expected_trace_cov_sq",
-    "line_search",
-    "causal_pairs",
-    "causal_gd_predict",
-    "causal_ridge_predict",
-    "causal_delta_predict",
-]
+__all__ = ["gd", "gd_plus_plus", "preconditioned_gd_step", "newton_predict", "optimal_preconditioner_gaussian",
+           "least_squares", "ridge", "averaging", "nearest_neighbours", "predict", "optimal_gd_lr",
+           "gd_one_step_loss", "expected_trace_cov_sq", "line_search", "causal_pairs", "causal_gd_predict",
+           "causal_ridge_predict", "causal_delta_predict"]
 
 
 def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -43,6 +27,8 @@ def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:
     _checks.tensor("y", y, 3, "(B, N, dy)")
     _checks.same("x", x.shape[0], "y", y.shape[0], "batch size B")
     _checks.same("x", x.shape[1], "y", y.shape[1], "context length N")
+    if x.dtype != y.dtype:
+        raise TypeError(f"x and y must have the same dtype, got x {x.dtype} and y {y.dtype}")
 
 
 def _step_sizes(lr: object, steps: int, batch: int, like: torch.Tensor) -> list:
@@ -54,12 +40,16 @@ def _step_sizes(lr: object, steps: int, batch: int, like: torch.Tensor) -> list:
             raise ValueError(f"lr as a tensor must have shape (B,) = ({batch},), got {tuple(lr.shape)}")
         return [lr.to(like)[:, None, None]] * steps
     if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+        if not math.isfinite(lr):
+            raise ValueError(f"lr must be a finite number, got {lr}")
         return [float(lr)] * steps
     if isinstance(lr, Sequence) and not isinstance(lr, str):
         if len(lr) != steps:
             raise ValueError(f"lr as a sequence must have one entry per step ({steps}), got {len(lr)}")
         if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in lr):
             raise TypeError("lr as a sequence must hold real numbers")
+        if not all(map(math.isfinite, lr)):
+            raise ValueError(f"lr must hold finite numbers, got {list(lr)}")
         return [float(v) for v in lr]
     raise TypeError(f"lr must be a float, a sequence of `steps` floats or a (B,) tensor, got {type(lr).__name__}")
 
@@ -169,8 +159,9 @@ def preconditioned_gd_step(x: torch.Tensor, y: torch.Tensor, precond: torch.Tens
 
 
 def optimal_preconditioner_gaussian(cov: torch.Tensor, n_context: int) -> torch.Tensor:
-    """The best one-step preconditioner for Gaussian inputs ``x ~ N(0, Σ)`` and teacher ``w ~ N(0, I)``:
-    ``Γ* = ((1 + 1/N) Σ + (tr Σ / N) I)⁻¹`` (noise-free; derived in "Beyond plain GD")."""
+    """The best one-step preconditioner for Gaussian inputs ``x ~ N(0, Σ)`` and teacher ``w ~ N(0, I)``, noise-free:
+    ``Γ* = ((1 + 1/N) Σ + (tr Σ / N) I)⁻¹``, derived in Part III, "Anisotropic inputs: one layer learns preconditioned
+    GD" (whose exercise ``optimal_preconditioner`` adds a teacher scale and label noise)."""
     _checks.tensor("cov", cov, 2, "(dx, dx)")
     n = _checks.positive_int("n_context", n_context)
     eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
@@ -249,10 +240,9 @@ def predict(W: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
 
 
 def expected_trace_cov_sq(dx: int, n_context: int, input_range: float = 1.0, input_dist: str = "uniform") -> float:
-    """``E tr Σ̂²`` for ``Σ̂ = (1/N) Σ_i x_i x_iᵀ`` with i.i.d. coordinates of variance σ² and fourth moment μ₄.
-
-    ``E tr Σ̂² = d(d−1) σ⁴ / N + d (μ₄ + (N−1) σ⁴) / N``.
-    """
+    """``E tr Σ̂²`` for ``Σ̂ = (1/N) Σ_i x_i x_iᵀ`` with i.i.d. coordinates of variance σ² and fourth moment μ₄
+    (:func:`~icl_course.tasks.input_moments`): a sum over the entries of Σ̂, derived in Part III, "One layer, one step"
+    (the exercise ``optimal_step_size`` asks for it)."""
     d = _checks.positive_int("dx", dx)
     n = _checks.positive_int("n_context", n_context)
     var, mu4 = input_moments(input_range, input_dist)
@@ -270,8 +260,8 @@ def optimal_gd_lr(
 ) -> float:
     """The population-optimal step size of one GD step from ``W = 0``.
 
-    ``η* = s² d σ_x² / (s² E tr Σ̂² + σ_ε² d σ_x² / N)``; without noise ``η* = E tr Σ̂ / E tr Σ̂²``
-    (200/33 ≈ 6.0606 for d = N = 10, x ~ U(−0.5, 0.5)). The closed form holds for inputs with i.i.d.
+    Without noise ``η* = E tr Σ̂ / E tr Σ̂²`` (:func:`expected_trace_cov_sq`); label noise of variance ``σ_ε²`` adds
+    ``σ_ε² d σ_x² / N`` to the denominator's ``s² E tr Σ̂²``. The closed form holds for inputs with i.i.d.
     coordinates (``input_dist`` ``"uniform"`` or ``"gaussian"``); any other distribution raises — use
     :func:`line_search` there.
 

@@ -5,6 +5,7 @@ Every trained model in the book goes through :func:`fit`.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -143,6 +144,12 @@ def fit(
     -------
     History
 
+    Raises
+    ------
+    FloatingPointError
+        When the training loss or the gradient is NaN or infinite (before the update, so the model keeps its last
+        finite weights).
+
     References
     ----------
     The official training step of von Oswald et al. (2022): ``optax.chain(clip_by_global_norm(c), adam(...))``.
@@ -179,17 +186,26 @@ def fit(
                 group["lr"] = lr * float(lr_schedule(step))
         batch = _get_batch(batches, step)
         loss = loss_fn(model, batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # caught before the update, so the model keeps its last finite weights
+            bar.close()
+            raise FloatingPointError(f"the training loss is {value} at step {step}: training diverged (lower lr, "
+                                     "or clip the gradients)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if on_step is not None:
             on_step(step, model, batch, loss.detach())
         hist.grad_norm.append(clip_global_norm_(params, clip if clip_mode == "norm" else None))
+        if not math.isfinite(hist.grad_norm[-1]):
+            bar.close()
+            raise FloatingPointError(f"the gradient norm is {hist.grad_norm[-1]} at step {step} (loss {value}): "
+                                     "training diverged (lower lr, or clip the gradients)")
         if clip_mode == "value" and clip is not None:
             for p in params:
                 if p.grad is not None:
                     p.grad.clamp_(-clip, clip)
         opt.step()
-        hist.loss.append(float(loss.detach()))
+        hist.loss.append(value)
         bar.update(1)
         if step % eval_every == 0 or step == steps - 1:
             _evaluate(model, loss_fn, eval_batch, callbacks, hist, step)

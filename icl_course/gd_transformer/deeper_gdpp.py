@@ -15,7 +15,7 @@ from .. import _checks, metrics, solvers, tasks, train
 from ..models import LinearSelfAttention, LSAStack
 from ..query import icl_loss, predict, readout
 from ..tasks import make_tokens
-from ._common import PAPER, constructed_lsa, train_lsa, weight_blocks
+from ._common import PAPER, _alignment, constructed_lsa, train_lsa, weight_blocks
 
 __all__ = ["constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars", "spectra", "RECURRENT_AFTER_ESCAPE",
            "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp"]
@@ -23,9 +23,10 @@ __all__ = ["constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars",
 
 def constructed_gdpp(dx: int, dy: int, n_context: int, lr: float, gamma: float, n_layers: int = 1,
                      dtype: torch.dtype = torch.float32) -> LSAStack:
-    """Hand-built GD++: ``n_layers`` layers, ``W_Kᵀ W_Q = [[I, 0], [0, 0]]``, ``P W_V = −[[γ I, 0], [0, (η/N) I]]``.
+    """Hand-built GD++: ``n_layers`` layers of :func:`constructed_lsa` whose ``P W_V`` also acts on the x-slots.
 
-    Each layer takes a GD step on the y-slots and maps every token's x to ``(I − γ XᵀX) x``; equals
+    (The weights are an exercise of the chapter, ``gdpp_weights``.) Each layer takes a GD step on the y-slots and
+    maps every token's x to ``(I − γ XᵀX) x``; equals
     :func:`solvers.gd_plus_plus`. ``gamma = 0`` gives :func:`constructed_lsa`.
     """
     gamma = _checks.positive_float("gamma", gamma, allow_zero=True)
@@ -38,7 +39,9 @@ def constructed_gdpp(dx: int, dy: int, n_context: int, lr: float, gamma: float, 
 
 
 def effective_gamma(layer: LinearSelfAttention, dx: int) -> float:
-    """The curvature correction a layer applies: ``γ_eff = −mean diag((P W_V)_xx) · mean diag((W_Kᵀ W_Q)_xx)``."""
+    """The curvature correction ``γ_eff`` a layer applies to the x-slots, read off its identifiable products
+    ``W_Kᵀ W_Q`` and ``P W_V`` (how to read it is the chapter's exercise ``read_gamma``); equals ``γ`` for
+    :func:`constructed_gdpp`."""
     kq, pv = weight_blocks(layer, dx)
     return float(-torch.diagonal(pv[:dx, :dx]).mean() * torch.diagonal(kq[:dx, :dx]).mean())
 
@@ -147,10 +150,4 @@ def compare_with_gdpp(model: torch.nn.Module, batch: tasks.RegressionBatch, lr: 
     with torch.no_grad():
         pred_tf, pred_ref = ours(batch.x_query), ref(batch.x_query)
     sens_tf, sens_ref = metrics.sensitivities(ours, batch.x_query), metrics.sensitivities(ref, batch.x_query)
-    return {
-        "loss_tf": float(metrics.half_squared_error(pred_tf, batch.y_query)),
-        "loss_gdpp": float(metrics.half_squared_error(pred_ref, batch.y_query)),
-        "pred_diff": metrics.prediction_difference(pred_tf, pred_ref),
-        "model_cos": metrics.model_cosine(sens_tf, sens_ref),
-        "model_diff": metrics.model_difference(sens_tf, sens_ref),
-    }
+    return _alignment(batch, "gdpp", pred_tf, pred_ref, sens_tf, sens_ref)

@@ -98,6 +98,8 @@ def sample_linear_regression(
     sig = _checks.positive_float("noise_std", noise_std, allow_zero=True)
     if input_dist not in ("uniform", "gaussian"):
         raise ValueError(f"input_dist must be 'uniform' or 'gaussian', got {input_dist!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
     kw = {"generator": generator, "dtype": dtype, "device": device}
     w = s * torch.randn(B, dy, dx, **kw)  # (B, dy, dx)
     if input_dist == "uniform":
@@ -117,10 +119,9 @@ def sample_linear_regression(
 
 
 def input_moments(input_range: float = 1.0, input_dist: str = "uniform") -> tuple[float, float]:
-    """Per-coordinate variance ``σ²`` and fourth moment ``μ₄`` of the input distribution.
-
-    U(-r/2, r/2): ``σ² = r²/12``, ``μ₄ = r⁴/80``; Gaussian of the same variance: ``μ₄ = 3σ⁴``.
-    """
+    """Per-coordinate variance ``σ²`` and fourth moment ``μ₄`` of the input distribution: ``"uniform"``,
+    U(−r/2, r/2), or ``"gaussian"`` of the same variance (``μ₄ = 3σ⁴``). The uniform moments are part of the exercise
+    ``optimal_step_size`` (Part III, "One layer, one step")."""
     r = _checks.positive_float("input_range", input_range)
     var = r**2 / 12
     if input_dist == "uniform":
