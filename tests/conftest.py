@@ -32,7 +32,8 @@ def _recorded_cpu(path) -> float:
         return 0.0
 
 
-SLOW_FILES = {"browser/test_student_site.py": 200.0, "browser/test_site.py": 170.0, "test_grading.py": 190.0}
+SLOW_FILES = {"browser/test_student_site.py": 200.0, "browser/test_site.py": 170.0, "test_grading.py": 190.0,
+              "browser/test_jupyterlab.py": 110.0}
 """Wall seconds of the slowest test files (the browser checks build a book and visit every page; the grader's
 tests run a simulated class and every chapter in fast mode), measured on the 2-core CI machine; they are ordered
 among the notebooks by these."""
