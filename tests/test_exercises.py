@@ -29,10 +29,14 @@ def test_reference_solution_passes(ex, capsys):
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.name)
-def test_stub_is_not_attempted_with_hint(ex):
+def test_stub_is_told_what_is_expected_never_the_hint(ex):
+    """A stub run says what the function must return (the stub's docstring: shapes and meaning); the hint, which
+    may hold the formula, is kept for a wrong answer."""
     with pytest.raises(NotAttempted, match="not attempted") as info:
         ex.check(ex.stub())
-    assert ex.hint in str(info.value)
+    assert len(ex.expects()) > 20, f"{ex.name}'s stub needs a docstring saying what is expected"
+    assert ex.expects() in str(info.value)
+    assert ex.hint not in str(info.value) and "Hint" not in str(info.value)
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.name)
@@ -48,7 +52,7 @@ def test_wrong_answers_fail_with_hint(ex):
     with pytest.raises(ExerciseFailed) as info:
         ex.check(zeros_like_solution)
     assert not isinstance(info.value, NotAttempted)
-    assert "Hint" in str(info.value)
+    assert "Hint: " in str(info.value) or "Diagnosis: " in str(info.value)
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.name)
@@ -165,6 +169,9 @@ def _same(a, b) -> bool:
     return a == b
 
 
+DIAGNOSED = {"sign": "has the wrong sign", "transpose": "is transposed"}
+"""The mutations a failure must name (the checker's diagnosis), not just reject."""
+
 _PRODUCTS = "W_Q, W_K and W_V, P flip together: the products W_KᵀW_Q and P W_V, all the layer uses, are unchanged"
 EQUIVALENT = {
     ("proposition1_weights", "sign"): _PRODUCTS,
@@ -174,6 +181,12 @@ EQUIVALENT = {
     ("causal_gd_weights", "sign"): _PRODUCTS.replace("P W_V", "W_O W_V").replace("P flip", "W_O flip"),
 }
 """Mutations that give an equivalent answer, with the reason; every other one must be rejected."""
+
+UNDIAGNOSED_FACTOR = {
+    "expand_kv_heads": "a copy, checked bit for bit: multiplying back by 9 after dividing by 9 is not exact in "
+                       "floating point, so the factor cannot be confirmed (the answer is still rejected)",
+}
+"""Exercises whose checker rejects an answer off by a factor without naming it, with the reason."""
 
 
 @pytest.mark.parametrize("kind", ["sign", "transpose", "permute", "rows"])
@@ -190,9 +203,130 @@ def test_obvious_wrong_answers_fail(ex, kind):
     try:
         ex.check(wrong)
     except ExerciseFailed as e:
-        assert not isinstance(e, NotAttempted) and "Hint" in str(e)
+        assert not isinstance(e, NotAttempted) and ("Hint: " in str(e) or "Diagnosis: " in str(e))
+        if kind in DIAGNOSED:
+            assert DIAGNOSED[kind] in str(e), f"{ex.name}: the {kind} mutant is not named: {e}"
         assert (ex.name, kind) not in EQUIVALENT, f"{ex.name}: {kind} is declared equivalent but was rejected"
         return
     if not any(changed):
         pytest.skip(f"{kind} leaves {ex.name}'s answers unchanged on the checker's inputs")
     assert (ex.name, kind) in EQUIVALENT, f"{ex.name}'s checker accepts the {kind} mutant of the solution"
+
+
+def _factor_source(args: tuple) -> tuple[int, bool] | None:
+    """Which size of the first call an answer could be off by: (position, is a tensor's last axis) of the first int
+    argument above 1, else of the first tensor argument whose last axis is above 1; later calls use the same one."""
+    for i, a in enumerate(args):
+        if isinstance(a, int) and not isinstance(a, bool) and a > 1:
+            return i, False
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor) and a.ndim >= 1 and a.shape[-1] > 1:
+            return i, True
+    return None
+
+
+@pytest.mark.parametrize("power", [1, -1], ids=["spare", "missing"])
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.name)
+def test_a_factor_off_is_named(ex, power):
+    """An answer multiplied (or divided) by one of the call's sizes — the missing or spare N of the usual slip — is
+    told which factor it has spare or lacks."""
+    source, changed = [], []
+
+    def wrong(*args, **kwargs):
+        out = ex.solution(*args, **kwargs)
+        if not source:
+            source.append(_factor_source(args))
+        if source[0] is None:
+            return out
+        i, axis = source[0]
+        c = float(args[i].shape[-1] if axis else args[i])
+        bad = _scale(out, c**power) if c else out
+        changed.append(not _same(out, bad))
+        return bad
+
+    try:
+        ex.check(wrong)
+    except ExerciseFailed as e:
+        if any(changed) and ex.name not in UNDIAGNOSED_FACTOR:
+            told = "has a spare factor" if power == 1 else "lacks a factor"
+            assert told in str(e), f"{ex.name}: the answer off by a factor is not named: {e}"
+            wanted = _source_name(ex, *source[0])
+            assert wanted in str(e).split("Diagnosis:")[1], (
+                f"{ex.name}: the factor named is not the one the answer is off by ({wanted}): {e}")
+        return
+    if not any(changed):
+        pytest.skip(f"{ex.name}: no size of the checker's calls changes its answers (none, or the answer is an int)")
+    assert (ex.name, "factor") in EQUIVALENT, f"{ex.name}'s checker accepts an answer off by a factor"
+
+
+def _source_name(ex, position: int, last_axis: bool) -> str:
+    """How the diagnosis must call the size the mutant used: the argument's name, or the name the stub's docstring
+    gives a tensor argument's last axis (e.g. ``dx`` of ``x (B, N, dx)``)."""
+    import inspect
+
+    from icl_course.exercises import _shape_symbols
+
+    stub = ex.stub()
+    arg = list(inspect.signature(stub).parameters)[position]
+    if not last_axis:
+        return arg
+    names = _shape_symbols(stub).get(arg, [])
+    return names[-1] if names and names[-1].isidentifier() else f"the size of {arg}'s axis"
+
+
+def _scale(out, c: float):
+    if isinstance(out, (tuple, list)):
+        return type(out)(_scale(o, c) for o in out)
+    if isinstance(out, dict):
+        return {k: _scale(v, c) for k, v in out.items()}
+    if (isinstance(out, torch.Tensor) and out.is_floating_point()) or isinstance(out, float):
+        return out * c
+    return out
+
+
+def _told(key: str, fn) -> str:
+    with pytest.raises(ExerciseFailed) as info:
+        REGISTRY[key].check(fn)
+    return str(info.value)
+
+
+def test_the_walkthroughs_mistakes_get_their_own_message():
+    """The slips a learner made in the walkthrough: a sign error and a missing 1/N in gd_step were told the same
+    thing; a dropped minus in read_step_size was told "factors are not identifiable"; a missing read-out sign in
+    implicit_model got no size. Each is now named, N by the name the stub's docstring gives it."""
+    def gd_step_sign(x, y, lr):
+        return -lr * (y.transpose(1, 2) @ x) / x.shape[1]
+
+    def gd_step_no_mean(x, y, lr):
+        return lr * (y.transpose(1, 2) @ x)
+
+    sign, no_mean = _told("gd_transformer.gd_step", gd_step_sign), _told("gd_transformer.gd_step", gd_step_no_mean)
+    assert "Diagnosis: your answer has the wrong sign" in sign
+    assert "Diagnosis: your answer has a spare factor N (N = 6 in the first test): dividing by it passes" in no_mean
+    assert REGISTRY["gd_transformer.gd_step"].hint not in sign + no_mean  # diagnosed: the formula is not handed out
+
+    ref = REGISTRY["gd_transformer.read_step_size"].solution
+    told = _told("gd_transformer.read_step_size", lambda *a: -ref(*a))
+    assert "has the wrong sign" in told and "not identifiable" not in told.split("Diagnosis")[1]
+
+    ref = REGISTRY["gd_transformer.implicit_model"].solution
+    told = _told("gd_transformer.implicit_model", lambda *a: -ref(*a))
+    assert "has the wrong sign" in told and "max abs error" in told
+
+
+def test_a_mistake_in_one_returned_value_is_located():
+    ref = REGISTRY["gd_transformer.proposition1_weights"].solution
+
+    def p_without_one_over_n(dx, dy, n_context, lr):
+        W_Q, W_K, W_V, P = ref(dx, dy, n_context, lr)
+        return W_Q, W_K, W_V, P * n_context
+
+    told = _told("gd_transformer.proposition1_weights", p_without_one_over_n)
+    assert "Diagnosis: one of returned values 1, 2, 3, 4 of 4 (undoing it in any one of them passes: only their " \
+           "product counts) has a spare factor n_context (n_context = 7 in the first test)" in told
+
+
+def test_an_unknown_mistake_gets_the_hint():
+    ex = REGISTRY["gd_transformer.optimal_step_size"]
+    told = _told("gd_transformer.optimal_step_size", lambda d, n, r=1.0: 6.0 + d)
+    assert "Diagnosis" not in told and f"Hint: {ex.hint}" in told

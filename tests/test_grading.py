@@ -2,16 +2,17 @@
 chapter gradable through the registry.
 
 The class is one chapter (Part II's dual form, the quickest to run): an untouched student edition, a correct
-submission (the chapter itself), and a submission that tries everything — a wrong answer, a deleted solution cell,
-the course's reference solution imported, one correct answer, one stub, and every checker cell edited to print
-"passed".
-"""
+submission (the chapter itself), a submission that tries everything — a wrong answer, a deleted solution cell, a
+package function imported in place of a solution, a syntax error, one correct answer, and every checker cell edited
+to print "passed" —, one that kills its kernel, and a correct one with one solution wrapped around the registry's
+reference solution (which fails it all)."""
 
 from __future__ import annotations
 
 import csv
 import inspect
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -37,11 +38,9 @@ def _tampered() -> nbformat.NotebookNode:
     cells = dict(solution_cells(nb))
     by_name = {REGISTRY[k].name: i for i, k in cells.items()}
     keys = {REGISTRY[k].name: k for k in cells.values()}
-    ref = REGISTRY[keys["dual_form_predict"]].solution
-    nb.cells[by_name["dual_form_predict"]].source = f"from {ref.__module__} import {ref.__name__} as dual_form_predict"
-    nb.cells[by_name["k_step_dual_form"]].source = (
-        "from icl_course.exercises import REGISTRY\n\n\ndef k_step_dual_form(*args, **kwargs):\n"
-        f"    return REGISTRY[{keys['k_step_dual_form']!r}].solution(*args, **kwargs)\n")
+    nb.cells[by_name["dual_form_predict"]].source = (  # a function of the package, not defined in the notebook
+        "from icl_course.meta_optimizer import gd_step_linear_layer as dual_form_predict")
+    nb.cells[by_name["k_step_dual_form"]].source = "def k_step_dual_form(*args, **kwargs):\n    return None\n"
     solution = REGISTRY[keys["simaou_from_outputs"]].solution
     nb.cells[by_name["simaou_from_outputs"]].source = inspect.getsource(solution).replace(
         f"def {solution.__name__}(", "def simaou_from_outputs(")
@@ -54,6 +53,17 @@ def _tampered() -> nbformat.NotebookNode:
     return nb
 
 
+def _reaching() -> nbformat.NotebookNode:
+    """The full chapter (every answer right) plus one solution wrapped around the registry's reference."""
+    nb = _chapter()
+    cells = dict(solution_cells(nb))
+    key = next(k for k in cells.values() if REGISTRY[k].name == "k_step_dual_form")
+    i = next(i for i, k in cells.items() if k == key)
+    nb.cells[i].source = ("from icl_course.exercises import REGISTRY\n\n\ndef k_step_dual_form(*args, **kwargs):\n"
+                          f"    return REGISTRY[{key!r}].solution(*args, **kwargs)\n")
+    return nb
+
+
 def _crashing() -> nbformat.NotebookNode:
     """A submission that kills its kernel half-way."""
     nb = student_notebook(_chapter(), chapter=CHAPTER)
@@ -63,10 +73,10 @@ def _crashing() -> nbformat.NotebookNode:
 
 @pytest.fixture(scope="module")
 def classroom(tmp_path_factory):
-    """Four students, each with the same file name in a folder of their own."""
+    """Five students, each with the same file name in a folder of their own."""
     folder = tmp_path_factory.mktemp("class")
     for student, nb in {"ann": student_notebook(_chapter(), chapter=CHAPTER), "bob": _chapter(),
-                        "cat": _tampered(), "dan": _crashing()}.items():
+                        "cat": _tampered(), "dan": _crashing(), "eve": _reaching()}.items():
         (folder / student).mkdir()
         nbformat.write(nb, folder / student / f"{CHAPTER}.ipynb")
     return folder
@@ -86,16 +96,18 @@ def test_a_simulated_class(classroom, tmp_path, capsys):
     names = [REGISTRY[k].name for k in chapter_exercises(CHAPTER)]
     status = {(r["file"].split("/")[0], r["exercise"]): r["status"] for r in rows}
     hints = {(r["file"].split("/")[0], r["exercise"]): r["hint"] for r in rows}
-    assert len(rows) == 4 * len(names) and set(rows[0]) == {"file", "chapter", "exercise", "status", "points",
+    assert len(rows) == 5 * len(names) and set(rows[0]) == {"file", "chapter", "exercise", "status", "points",
                                                             "max_points", "hint"}
-    assert {r["file"] for r in rows} == {f"{s}/{CHAPTER}.ipynb" for s in ("ann", "bob", "cat", "dan")}
+    assert {r["file"] for r in rows} == {f"{s}/{CHAPTER}.ipynb" for s in ("ann", "bob", "cat", "dan", "eve")}
     assert all(status["ann", n] == "not attempted" for n in names)
     assert all(status["bob", n] == "passed" for n in names)
     assert {n: status["cat", n] for n in names} == {
         "dual_form_predict": "failed", "delta_w_icl": "missing", "k_step_dual_form": "failed",
         "simaou_from_outputs": "passed", "rec2ftp_by_hand": "failed"}
     assert "not a function defined in this notebook" in hints["cat", "dual_form_predict"]
-    assert "uses the course's reference solutions" in hints["cat", "k_step_dual_form"]
+    # one cell that reaches into the registry fails the whole notebook, the right answers included
+    assert all(status["eve", n] == "failed" and "reaches into the course's exercise registry" in hints["eve", n]
+               for n in names)
     assert "raised SyntaxError" in hints["cat", "rec2ftp_by_hand"]
     assert all(status["dan", n] == "failed" and "could not be run to the end" in hints["dan", n] for n in names)
     assert "Hint" not in hints["ann", "dual_form_predict"], "a stub's report must not give the answer"
@@ -104,7 +116,7 @@ def test_a_simulated_class(classroom, tmp_path, capsys):
     assert points["bob"] == total > points["cat"] > 0
     # the executed notebooks are kept in the same layout, each with the grader's report at the end
     assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*.ipynb")) == [
-        f"{s}/{CHAPTER}.ipynb" for s in ("ann", "bob", "cat", "dan")]
+        f"{s}/{CHAPTER}.ipynb" for s in ("ann", "bob", "cat", "dan", "eve")]
     report = nbformat.read(kept / "cat" / f"{CHAPTER}.ipynb", as_version=4).cells[-1].source
     assert report.startswith("## Grader's report:") and "missing" in report
 
@@ -232,3 +244,28 @@ def test_fast_mode_gives_every_chapter_full_marks(path):
     rows = grade_notebook(path, fast=True, timeout=300)
     assert [(r.exercise, r.status) for r in rows if r.status != "passed"] == []
     assert len(rows) == len(chapter_exercises(path.stem))
+
+
+_HOMEWORK = re.compile(r"((?:\{ref\}`[\w-]+`,?\s*)+)—\s*(\d+)\s+min,\s*(\d+)\s+points")
+_OPTIONAL = re.compile(r"Optional\s+\((\d+)\s+min\):\s*((?:\{ref\}`[\w-]+`,?\s*)+)")
+
+
+def _plan_sums(text: str) -> list[tuple[list[str], int, int | None]]:
+    """Each exercise list of the course plan with the minutes (and points) it states."""
+    found = [(re.findall(r"`([\w-]+)`", m[1]), int(m[2]), int(m[3])) for m in _HOMEWORK.finditer(text)]
+    return found + [(re.findall(r"`([\w-]+)`", m[2]), int(m[1]), None) for m in _OPTIONAL.finditer(text)]
+
+
+def test_course_plan_sums_agree_with_the_catalogue():
+    """The four-week plan's homework and optional lists state the sum of their exercises' time estimates and points;
+    relabelling an exercise in the registry must show up there."""
+    from icl_course.exercises.grading import exercise_catalogue
+
+    rows = {r["label"]: r for r in exercise_catalogue(BOOK)}
+    sums = _plan_sums((BOOK / "course_plan.md").read_text(encoding="utf-8"))
+    assert len(sums) >= 7
+    for labels, minutes, points in sums:
+        assert set(labels) <= set(rows), set(labels) - set(rows)
+        assert minutes == sum(rows[x]["minutes"] for x in labels), (labels, minutes)
+        if points is not None:
+            assert points == sum(rows[x]["points"] for x in labels), (labels, points)

@@ -189,9 +189,9 @@ def lab_error_curves(batch: tasks.RegressionBatch, learners: Mapping[str, Learne
 def ls_expected_error(dx: int, n: int, noise_std: float, teacher_scale: float = 1.0) -> float:
     """Expected test error ``E (ŷ − y_query)²`` of min-norm least squares, Gaussian inputs ``x ~ N(0, I)``.
 
-    ``N ≥ d + 2``: ``σ² (1 + d / (N − d − 1))`` (the mean of an inverse Wishart matrix, ``E (XᵀX)⁻¹ = I/(N − d − 1)``).
-    ``N ≤ d − 2``: ``s² (d − N) + σ² (1 + N / (d − N − 1))`` (the part of w outside the inputs' span is lost, plus the
-    noise through ``E (XXᵀ)⁻¹ = I/(d − N − 1)``). ``d − 1 ≤ N ≤ d + 1``: infinite (``math.inf``).
+    Finite for ``N ≥ d + 2`` (through the mean of an inverse Wishart matrix) and for ``N ≤ d − 2`` (the part of w
+    outside the inputs' span is lost, and the noise enters through ``(XXᵀ)⁻¹``); infinite (``math.inf``) for
+    ``d − 1 ≤ N ≤ d + 1``. The closed forms are the chapter's exercise ``ls_test_error``.
 
     References
     ----------

@@ -75,8 +75,8 @@ def _run_on(source: str, name: str) -> str:
     return "\n".join(["from icl_course.exercises import ExerciseFailed, NotAttempted", *head, "",
                       "try:  # the checker prints its verdict; the notebook runs on either way",
                       f"    {lines[call].strip()}",
-                      "except NotAttempted:",
-                      f'    print("⏳ {name}: not attempted yet (the stub above still raises NotImplementedError)")',
+                      "except NotAttempted as verdict:  # what is expected, never the hint",
+                      '    print(f"⏳ {verdict}")',
                       "except ExerciseFailed as verdict:",
                       '    print(f"❌ {verdict}")'])
 

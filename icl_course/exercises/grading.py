@@ -7,7 +7,8 @@ then runs the *registry's* checker of every exercise of that chapter on the func
 kernel. What the student's own checker cells print is ignored: deleting a checker cell or editing it to print
 "passed" changes nothing. Each exercise is ``passed``, ``failed`` (with the checker's hint), ``not attempted`` (the
 stub is still there) or ``missing`` (the notebook defines no function of that name); a function that is not defined
-in the notebook (say, the course's reference solution imported from the package) fails.
+in the notebook (say, the course's reference solution imported from a checkout's ``solutions/``) fails, and so does
+every exercise of a notebook that reaches into the exercise registry (where a held-back exercise's solution lives).
 
 Grading runs the student's code with the grader's rights: run it in a container or as a separate user with no
 access to anything else (the instructors page says how).
@@ -19,13 +20,14 @@ import ast
 import csv
 import io
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
 
-from . import REGISTRY, all_exercises
+from . import REGISTRY, SOLUTIONS_ENV, all_exercises
 
 __all__ = ["NotASubmission", "GradeRow", "chapter_exercises", "find_chapter", "grade_notebook", "grade_paths",
            "write_report", "STATUSES"]
@@ -53,11 +55,8 @@ class GradeRow:
 
 
 def _chapter_of(key: str) -> str:
-    """The chapter notebook (``part3_one_layer_one_step``) an exercise belongs to: its checker's module."""
-    from ..parts import part_named
-
-    ex = REGISTRY[key]
-    return f"part{part_named(ex.part).number}_{ex.check.__module__.rsplit('.', 1)[-1]}"
+    """The chapter notebook (``part3_one_layer_one_step``) an exercise belongs to."""
+    return REGISTRY[key].chapter
 
 
 def chapter_exercises(chapter: str) -> list[str]:
@@ -180,23 +179,38 @@ def _only_definitions(source: str) -> bool:
                               for n in body)
 
 
-_REFERENCE = ("icl_course.exercises", "REGISTRY")
+_REFERENCE = ("icl_course.exercises", "REGISTRY", "_icl_course_solutions", "ICL_COURSE_SOLUTIONS")
+_REACHING = ("REGISTRY", "all_exercises", "_icl_course_", "ICL_COURSE_", "solutions_folders", "given_solution",
+             "SolutionUnavailable", "importlib", "__import__", "getsource")
+"""Words no cell of a submission needs: reaching into the exercise registry (where a held-back exercise's solution
+lives) or into the solutions. A notebook with any of them in any code cell fails every exercise, with the reason."""
 
 
 def _run(nb: nbformat.NotebookNode, path: Path, timeout: int) -> str:
     """Execute ``nb`` in a fresh kernel; '' or why it could not run to the end (a timeout, a dead kernel)."""
     from nbclient import NotebookClient
 
+    hidden = os.environ.pop(SOLUTIONS_ENV, None)  # the checks need no solution: the kernel is not told where they are
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
                        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport warning on the terminal
                        resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
     except Exception as e:  # noqa: BLE001 - a submission that kills its kernel fails; the batch goes on
         return f"the notebook could not be run to the end ({type(e).__name__}: {str(e).strip()[:200]})"
+    finally:
+        if hidden is not None:
+            os.environ[SOLUTIONS_ENV] = hidden
     return ""
 
 
-def _results(nb: nbformat.NotebookNode, keys: list[str], solutions: list[int], crashed: str) -> dict:
+def _reaching(nb: nbformat.NotebookNode) -> tuple[int, str] | None:
+    """The first code cell (and word) of a submission that reaches into the registry or the solutions."""
+    return next(((i, w) for i, c in enumerate(nb.cells) if c.cell_type == "code" for w in _REACHING
+                 if w in c.source), None)
+
+
+def _results(nb: nbformat.NotebookNode, keys: list[str], solutions: list[int], crashed: str,
+             reaching: tuple[int, str] | None = None) -> dict:
     """Each key's ``[status, message]`` from the grader cell's output, with the reasons a notebook gives itself."""
     printed = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.output_type == "stream")
     if _MARK not in printed:
@@ -204,6 +218,9 @@ def _results(nb: nbformat.NotebookNode, keys: list[str], solutions: list[int], c
                                  if o.output_type == "error"), "no result")
         return {k: ["failed", f"the grader could not run its checks ({error})"] for k in keys}
     results = json.loads(printed.split(_MARK, 1)[1].strip().splitlines()[0])
+    if reaching is not None:
+        return {k: ["failed", f"the notebook reaches into the course's exercise registry or its solutions "
+                              f"({reaching[1]!r} in cell {reaching[0]})"] for k in keys}
     for k in keys:
         name = REGISTRY[k].name
         mine = [nb.cells[i] for i in solutions if re.search(rf"\bdef\s+{name}\b|\b{name}\s*=", nb.cells[i].source)]
@@ -225,6 +242,7 @@ def grade_notebook(path: Path, *, fast: bool = False, timeout: int = 900, keep: 
     nb = _read(path)
     chapter = find_chapter(nb, path)
     keys = chapter_exercises(chapter)
+    reaching = _reaching(nb)  # before --fast drops any cell
     if fast:
         code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         run = set(code[:1]) | set(_solution_sources(nb)) | {i for i in code if _only_definitions(nb.cells[i].source)}
@@ -232,7 +250,7 @@ def grade_notebook(path: Path, *, fast: bool = False, timeout: int = 900, keep: 
     solutions = _solution_sources(nb)
     nb.cells.append(nbformat.v4.new_code_cell(_grader_code(keys), metadata={"tags": ["grader"]}))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    results = _results(nb, keys, solutions, _run(nb, path, timeout))
+    results = _results(nb, keys, solutions, _run(nb, path, timeout), reaching)
     rows = [GradeRow(name, chapter, REGISTRY[k].name, results[k][0],
                      _points(k) if results[k][0] == "passed" else 0, _points(k), _hint(*results[k]))
             for k in keys]

@@ -154,8 +154,9 @@ def effective_kernel(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, r
 
     :class:`FeatureGD`: ``η m(a)·m(b)`` (its whole prediction). :class:`FeatureLSA` with products
     ``K = W_Kᵀ W_Q`` and ``V = P W_V`` on tokens ``(m, y)``: the target can reach the prediction through the
-    value (``route="value"``, Proposition 2's construction: ``−N V_yy m(a)ᵀ K_mm m(b)``, any rank) or through the key
-    (``route="key"``: ``−N (V_ym·m(a)) (K_ym·m(b))``, rank one); ``"both"`` is their sum. The layer's remaining
+    value (``route="value"``, Proposition 2's construction) or through the key (``route="key"``); ``"both"`` is their
+    sum. Which blocks of ``K`` and ``V`` each route uses, and the rank of each kernel, is the chapter's exercise
+    ``kernel_routes``. The layer's remaining
     terms do not involve the targets linearly (a mean function of the inputs, and a term in ``y_i²``).
     """
     if route not in ("both", "value", "key"):

@@ -30,7 +30,8 @@ ONE_LAYER_STEPS = ONE_LAYER.cpu.steps
 
 
 def effective_lr_over_n(layer: LinearSelfAttention, dx: int) -> float:
-    """The step size the layer applies, ``η_eff / N = −mean diag((P W_V)_yy) · mean diag((W_Kᵀ W_Q)_xx)``.
+    """The step size the layer applies, ``η_eff / N``, read off its identifiable products ``W_Kᵀ W_Q`` and ``P W_V``
+    (how to read it is the chapter's exercise ``read_step_size``).
 
     Equals ``η / N`` for :func:`constructed_lsa`. Trained layers land on either sign branch of the two
     factors; only the product is identifiable. Multiply by N for ``η_eff``.

@@ -20,7 +20,8 @@ __all__ = ["effective_preconditioner", "preconditioner_monte_carlo", "preconditi
 
 
 def effective_preconditioner(layer: LinearSelfAttention, dx: int, n_context: int) -> torch.Tensor:
-    """The preconditioner ``Γ_eff = −N · mean diag((P W_V)_yy) · (W_Kᵀ W_Q)_xx`` a layer applies (``(dx, dx)``).
+    """The preconditioner ``Γ_eff (dx, dx)`` a layer applies, read off its products ``W_Kᵀ W_Q`` and ``P W_V`` (how
+    to read it is the chapter's exercise ``preconditioner_from_weights``).
 
     The layer predicts ``ŷ = (1/N) Σ_i y_i x_iᵀ Γ_eff x_q`` when its other blocks vanish; for
     Proposition 1's layer ``Γ_eff = η I``.

@@ -87,9 +87,9 @@ def clipped_gd_line_search(batch: tasks.DynamicsBatch, clip: float = 1.5, lo: fl
 def constructed_causal_lsa(dim: int, lr: float, dtype: torch.dtype = torch.float32) -> CausalStack:
     """The hand-built causal linear-attention layer that takes one GD step on the mesa objective at every position.
 
-    On tokens ``(0, s_t, s_t, s_{t−1})``: queries read ``s_t`` (slot 3), keys ``s_{t−1}`` (slot 4), values ``s_t``
-    (slot 3), and ``W_O = η`` writes into the zero slot, so token ``t`` receives
-    ``η Σ_{j≤t} (s_{j−1}·s_t) s_j`` = :func:`~icl_course.solvers.causal_gd_predict` — exactly, in any dtype.
+    On tokens ``(0, s_t, s_t, s_{t−1})`` (slots 0–3) the queries, keys and values each read one slot and ``W_O``
+    writes ``η`` times the result into slot 0 (which slots is the chapter's exercise ``causal_gd_weights``), so
+    token ``t`` receives :func:`~icl_course.solvers.causal_gd_predict`'s prediction — exactly, in any dtype.
     """
     D = _checks.positive_int("dim", dim)
     eta = _checks.positive_float("lr", lr, allow_zero=True)

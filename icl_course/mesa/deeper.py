@@ -126,9 +126,10 @@ def gd_steps_predict(states: torch.Tensor, lrs: torch.Tensor | list[float], *, n
     position ``t``, from ``W_0 = 0`` with step sizes ``η_1 … η_K``.
 
     With ``A_t = Σ_{j≤t} s_{j−1} s_{j−1}ᵀ`` and ``C_t = Σ_{j≤t} s_j s_{j−1}ᵀ`` (unnormalised, ``s_0 = 0``) each step is
-    ``W ← W + η_k (C_t − W A_t)``. With one step size ``η`` throughout, ``W_K = C_t · η Σ_{i<K} (I − η A_t)^i`` — the
-    first ``K`` terms of the Neumann series of ``A_t⁻¹``: ``K`` steps precondition the one-step update with a truncated
-    inverse, and ``K → ∞`` (with ``η < 2/λ_max``) reaches least squares. ``K = 1`` is
+    ``W ← W + η_k (C_t − W A_t)``. With one step size ``η`` throughout, ``W_K`` is ``C_t`` times the first ``K``
+    terms of the Neumann series of ``A_t⁻¹`` (the chapter's exercise ``neumann_weights`` writes them out): ``K`` steps
+    precondition the one-step update with a truncated inverse, and ``K → ∞`` (with ``η < 2/λ_max``) reaches least
+    squares. ``K = 1`` is
     :func:`~icl_course.solvers.causal_gd_predict`.
 
     ``normalize=True`` divides every step at position ``t`` by ``λ_max(A_t)``, the largest eigenvalue of the keys'

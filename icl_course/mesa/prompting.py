@@ -144,10 +144,11 @@ def task_pair_ridge_losses(examples: RegressionExamples, lam: float) -> torch.Te
 
 
 def spurious_limit(dim: int, x_range: float = 1.0) -> float:
-    """``D r² / 24``: the loss of ridge regression on *all* pairs of a long prompt, with or without a zero separator.
+    """The limiting loss of ridge regression on *all* pairs of a long prompt, with or without a zero separator.
 
-    With ``E x xᵀ = E y yᵀ = (r²/3) I`` and the spurious targets independent of their inputs, the fit tends to
-    ``W (r²/3)(2 r²/3)⁻¹ = W/2``: it predicts half of ``y``, and ``½ E‖y/2 − y‖² = ½ · ¼ · D r²/3``.
+    The spurious pairs (a target followed by the next input) are independent, so for the task ``y = W x`` the fit
+    tends to ``W/2``: it predicts half of ``y``. (The chapter's exercise ``spurious_limit_loss`` asks for the limit
+    of the task ``α W x``.)
     """
     return _checks.positive_int("dim", dim) * _checks.positive_float("x_range", x_range) ** 2 / 24
 

@@ -88,8 +88,8 @@ def contracting_transition(eigenvalues: torch.Tensor, U: torch.Tensor) -> torch.
 def zero_predictor_loss(eigenvalues: torch.Tensor, t: int, noise_std: float = DYNAMICS.noise_std,
                         init_range: float = 1.0) -> torch.Tensor:
     """The expected loss ``½ E‖s_{t+1}‖²`` ``(B,)`` of predicting 0 at position ``t`` for a symmetric ``W`` with these
-    eigenvalues ``(B, D)`` (orthogonal eigenvectors), ``s_1 ~ U(−r, r)^D``:
-    ``½ [Σ_i λ_i^{2t} r²/3 + σ² Σ_{m<t} Σ_i λ_i^{2m}]`` — the signal decays like ``λ^{2t}``, the noise piles up."""
+    eigenvalues ``(B, D)`` (orthogonal eigenvectors), ``s_1 ~ U(−r, r)^D``: the signal decays like ``λ^{2t}``, the
+    noise piles up (the closed form is the chapter's exercise ``zero_loss``)."""
     _checks.tensor("eigenvalues", eigenvalues, 2, "(B, D)")
     t = _checks.positive_int("t", t)
     sig, r = _checks.positive_float("noise_std", noise_std, allow_zero=True), _checks.positive_float("init_range",

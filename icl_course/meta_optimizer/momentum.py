@@ -14,7 +14,7 @@ writes this coefficient β, keeping η for step sizes as the rest of the course 
 The EMA ``m_t = Σ_{i<t} η^{t−i} v_i`` (``m_1 = 0``, ``m_t = η (m_{t−1} + v_{t−1})``) is one product with the
 strictly lower-triangular Toeplitz matrix ``D_{ti} = η^{t−i}`` (:func:`value_momentum`), checked against the loop.
 Heavy-ball updates of a linear layer equal the initial weights plus linear attention with values scaled by
-``c_i = (1 − η^{T−i+1}) / (1 − η)`` (:func:`momentum_dual`). The experiment (:data:`RECALL`,
+coefficients ``c_i ≥ 1`` (:func:`momentum_coefficients`, :func:`momentum_dual`). The experiment (:data:`RECALL`,
 :func:`momentum_comparison`): in-context associative recall, the course's small GPT with the softmax mixer and with
 :class:`MoAttn`, same weights, batches and optimiser, paired over seeds; compared by the step of the escape from
 the loss plateau.
@@ -156,8 +156,8 @@ def momentum_mixer(config: GPTConfig, eta: float = MOMENTUM_ETA, *, dtype: torch
 
 # ------------------------------------------------------------------------------- momentum in the dual form
 def momentum_coefficients(T: int, eta: float, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``c (T,)``, ``c_i = Σ_{s=i}^{T} η^{s−i} = (1 − η^{T−i+1}) / (1 − η)`` (i = 1 … T): the total weight of the
-    i-th error signal after ``T`` heavy-ball steps. ``η = 0`` gives ones (plain GD)."""
+    """``c (T,)``: the total weight (≥ 1) of the i-th error signal after ``T`` heavy-ball steps; ``η = 0`` gives ones
+    (plain GD). The closed form is the chapter's exercise ``momentum_gd_dual``."""
     T, eta = _checks.positive_int("T", T), _eta(eta)
     i = torch.arange(1, T + 1, dtype=dtype)
     return (1 - eta ** (T - i + 1)) / (1 - eta)

@@ -186,7 +186,10 @@ def test_ridge_bayes_check_agrees_for_lambda_star_and_not_for_another_lambda(bat
 
 def test_ls_test_error_checker_tests_the_boundaries_n_equals_d_plus_minus_2():
     """F13: a solution with strict inequalities (inf at N = d ± 2, where the expectation is finite) is rejected."""
-    from icl_course.exercises.basics.regression_lab import check_ls_test_error, ls_test_error
+    from icl_course.exercises import REGISTRY
+    from icl_course.exercises.basics.regression_lab import check_ls_test_error
+
+    ls_test_error = REGISTRY["basics.ls_test_error"].solution
 
     check_ls_test_error(ls_test_error)
 

@@ -74,3 +74,62 @@ def test_anisotropic_matrix_and_input_covariance():
 def test_escape_rule_needs_a_threshold():
     with pytest.raises(ValueError, match="escape_loss"):
         gt.train_lsa(steps=10, after_escape=5, eval_size=10, batch_size=8, progress=False)
+
+
+# ---------------------------------------------------------------- the exercise: Γ* with a teacher scale and noise
+def _noisy_population_loss(G, cov, n, noise_std, teacher_scale):
+    """2/s² × the expected one-step loss with w ~ N(0, s² I) and noise ε ~ N(0, σ²) on every label: the noise-free
+    loss plus (σ²/s²)(tr(ΓΣΓᵀΣ)/N + 1), from the error's extra term (1/N) εᵀXΓx_q − ε_q."""
+    return (_population_loss(G, cov, n)
+            + noise_std**2 / teacher_scale**2 * (torch.trace(G @ cov @ G.T @ cov) / n + 1))
+
+
+@pytest.mark.parametrize("condition,n,noise_std,teacher_scale", [(16.0, 10, 0.5, 1.0), (4.0, 25, 1.0, 2.0)])
+def test_the_exercise_s_noisy_optimum_is_the_minimiser(condition, n, noise_std, teacher_scale):
+    from icl_course.exercises import REGISTRY, all_exercises
+
+    all_exercises()
+    A = tasks.anisotropic_matrix(6, condition, seed=1, dtype=F64)
+    cov = A @ A.T / 12
+    G = REGISTRY["gd_transformer.optimal_preconditioner"].solution(cov, n, noise_std, teacher_scale)
+    G = G.requires_grad_(True)
+    loss = _noisy_population_loss(G, cov, n, noise_std, teacher_scale)
+    (grad,) = torch.autograd.grad(loss, G)
+    assert float(grad.abs().max()) < 1e-10 * float(loss)
+    noise_free = solvers.optimal_preconditioner_gaussian(cov, n)
+    assert _noisy_population_loss(noise_free, cov, n, noise_std, teacher_scale) > loss  # the noise matters
+
+
+def test_the_exercise_s_noisy_optimum_wins_on_sampled_tasks():
+    """Independent of the derivation: on 100,000 sampled noisy tasks the exercise's Γ* has a lower loss than the
+    noise-free Γ* (a paired difference of more than 5 standard errors), and is as good as the best Γ fitted to
+    another 100,000 tasks by least squares (within 0.5 %)."""
+    from icl_course.exercises import REGISTRY, all_exercises
+
+    all_exercises()
+    kw, cov = gt.anisotropic_setting(condition=16.0)
+    noise = {"noise_std": 0.5, "teacher_scale": 1.0}
+    b = tasks.sample_linear_regression(100_000, 10, 10, generator=runtime.generator(5), dtype=F64, **noise, **kw)
+
+    def losses(G):
+        pred = solvers.predict(solvers.preconditioned_gd_step(b.x, b.y, G.to(F64)), b.x_query)
+        return 0.5 * (pred - b.y_query).pow(2).sum(-1)
+
+    star = losses(REGISTRY["gd_transformer.optimal_preconditioner"].solution(cov, 10, 0.5, 1.0))
+    diff = losses(solvers.optimal_preconditioner_gaussian(cov, 10)) - star
+    assert float(diff.mean()) > 5 * float(diff.std()) / diff.numel() ** 0.5
+    fitted = losses(gt.preconditioner_monte_carlo(100_000, seed=4, **noise, **kw))
+    assert float(star.mean()) <= 1.005 * float(fitted.mean())
+
+
+def test_the_exercise_s_checker_names_the_two_slips():
+    from icl_course.exercises import REGISTRY, ExerciseFailed, all_exercises
+
+    all_exercises()
+    ex = REGISTRY["gd_transformer.optimal_preconditioner"]
+    noise_free = lambda cov, n, sig, s: solvers.optimal_preconditioner_gaussian(cov, n)  # noqa: E731
+    inverted = lambda cov, n, sig, s: ex.solution(cov, n, s, sig) if sig else ex.solution(cov, n, sig, s)  # noqa: E731
+    with pytest.raises(ExerciseFailed, match="noise-free optimum"):
+        ex.check(noise_free)
+    with pytest.raises(ExerciseFailed, match="σ²/s², not s²/σ²"):
+        ex.check(inverted)

@@ -231,9 +231,10 @@ def test_curve_gap_reports_mean_and_worst_position():
 
 # ---------------------------------------------------------------- exercise checkers
 def test_read_step_size_checker_rejects_block_agnostic_answers():
+    from icl_course.exercises import REGISTRY
     from icl_course.exercises.mesa import causal_gd as ex
 
-    ex.check_read_sequence_step_size(ex.read_sequence_step_size)
+    ex.check_read_sequence_step_size(REGISTRY["mesa.read_sequence_step_size"].solution)
 
     def total_sums(W_Q, W_K, W_V, W_O, dim):  # ignores which blocks the weight is in
         return float((W_K.T @ W_Q).sum() / dim * (W_O @ W_V).sum() / dim)

@@ -270,7 +270,7 @@ def test_claim_judges_can_fail():
 
 # ------------------------------------------------------------------------------- the exercises' slips
 def test_exercise_checkers_name_the_classic_slips():
-    from icl_course.exercises import ExerciseFailed
+    from icl_course.exercises import REGISTRY, ExerciseFailed
     from icl_course.exercises.mesa import deeper as ex
 
     def wrong_order(states, lrs):
@@ -283,7 +283,7 @@ def test_exercise_checkers_name_the_classic_slips():
         return (W @ states[..., None])[..., 0]
 
     def one_term_too_many(A, C, eta, K):
-        return ex.neumann_weights(A, C, eta, K + 1)
+        return REGISTRY["mesa.neumann_weights"].solution(A, C, eta, K + 1)
 
     def whole_block_mean(M, dim):
         S = M.shape[0] // dim

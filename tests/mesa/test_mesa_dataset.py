@@ -101,11 +101,11 @@ def test_claim_judges_can_fail():
 
 
 def test_exercise_checkers_name_the_classic_slips():
-    from icl_course.exercises import ExerciseFailed
+    from icl_course.exercises import REGISTRY, ExerciseFailed
     from icl_course.exercises.mesa import mesa_dataset as ex
 
     def backwards(dim, base=100.0):
-        return ex.shift_rotation(dim, base).T
+        return REGISTRY["mesa.shift_rotation"].solution(dim, base).T
 
     def attends_to_itself(T, dim, beta):
         p = mesa.positional_codes(T, dim, dtype=torch.float64)
@@ -141,8 +141,9 @@ def test_exercise_checkers_name_the_classic_slips():
 
 def test_exercise_checkers_accept_float32_answers():
     """The natural student line uses the position codes' default float32: a correct answer in float32 must pass."""
+    from icl_course.exercises import REGISTRY
     from icl_course.exercises.mesa import mesa_dataset as ex
 
     f32 = lambda fn: (lambda *a: fn(*(x.float() if isinstance(x, torch.Tensor) else x for x in a)).float())
     for name in ("shift_rotation", "copy_attention", "gd_on_copied", "uniform_copy"):
-        getattr(ex, f"check_{name}")(f32(getattr(ex, name)))  # raises if a float32 answer is refused
+        getattr(ex, f"check_{name}")(f32(REGISTRY[f"mesa.{name}"].solution))  # raises if a float32 answer is refused

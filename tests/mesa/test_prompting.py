@@ -9,6 +9,7 @@ import torch
 
 from icl_course import mesa, reproduce, runtime, solvers, tasks
 from icl_course.claims.mesa import prompting as cl  # noqa: F401  (registers the claims)
+from icl_course.exercises import REGISTRY, all_exercises
 
 F64 = torch.float64
 rel = lambda a, b: float((a - b).norm() / b.norm())
@@ -145,7 +146,7 @@ def test_exercise_checkers_name_the_classic_slips_and_accept_float32():
 
     stacked = lambda x, y: torch.cat([x, y], dim=1)
     with_own = lambda x, y, lr: lr * (x @ x.transpose(1, 2)).tril() @ y
-    zero_pred = lambda dim, r: dim * r**2 / 6
+    zero_pred = lambda dim, r, a: a**2 * dim * r**2 / 6
     late = lambda x, y, lam: solvers.causal_ridge_predict(torch.stack([x, y], 2).reshape(x.shape[0], -1, x.shape[2]),
                                                           lam)[:, 1::2]
     for check, wrong, message in ((ex.check_interleave_prompt, stacked, "its own y_i"),
@@ -156,7 +157,7 @@ def test_exercise_checkers_name_the_classic_slips_and_accept_float32():
             check(wrong)
     f32 = lambda fn: (lambda *a: fn(*(x.float() if isinstance(x, torch.Tensor) else x for x in a)))
     for name in ("interleave_prompt", "task_pair_gd", "prompted_ridge"):
-        getattr(ex, f"check_{name}")(f32(getattr(ex, name)))
+        getattr(ex, f"check_{name}")(f32(REGISTRY[f"mesa.{name}"].solution))
 
 
 def test_separator_norm_scan_is_the_tuning_objective_along_a_ray():
@@ -188,3 +189,36 @@ def test_tuning_study_runs_every_stage_on_a_cheap_learner():
     assert all(c.shape == (4,) for c in study.curves.values())
     assert torch.equal(study.prompts["zero separator + tuned prefix"].separator, torch.zeros(10, dtype=F64))
     assert study.gain.zero == pytest.approx(float(study.curves["zero separator"].mean()))
+
+
+# ---------------------------------------------------------------- the exercise: the limit for the task α W x
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+def test_the_exercise_s_limit_agrees_with_a_long_prompt(alpha):
+    """Independent of the derivation: least squares on every pair of one long prompt x_1, y_1, x_2, y_2, …
+    (200,000 examples) of the task y = α W x, then the loss on fresh queries."""
+    g = torch.Generator().manual_seed(7)
+    D, r, n = 4, 1.5, 200_000
+    W = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))[0]
+    x = (2 * torch.rand(n, D, generator=g, dtype=torch.float64) - 1) * r
+    seq = torch.stack([x, alpha * x @ W.T], 1).reshape(-1, D)  # every token predicts the next
+    fit = torch.linalg.solve(seq[:-1].T @ seq[:-1], seq[:-1].T @ seq[1:]).T
+    xq = (2 * torch.rand(n, D, generator=g, dtype=torch.float64) - 1) * r
+    measured = float(0.5 * (xq @ fit.T - alpha * xq @ W.T).pow(2).sum(-1).mean())
+    all_exercises()
+    limit = REGISTRY["mesa.spurious_limit_loss"].solution(D, r, alpha)
+    assert measured == pytest.approx(limit, rel=0.03)
+    assert REGISTRY["mesa.spurious_limit_loss"].solution(10, 1.0, 1.0) == pytest.approx(mesa.spurious_limit(10, 1.0))
+
+
+def test_the_exercise_s_checker_names_its_slips():
+    from icl_course.exercises import ExerciseFailed
+
+    all_exercises()
+    ex = REGISTRY["mesa.spurious_limit_loss"]
+    slips = {"the fit does not tend to 0": lambda d, r, a: a**2 * d * r**2 / 6,
+             "no longer W/2": lambda d, r, a: a**2 * d * r**2 / 24,
+             "keep the factor ½": lambda d, r, a: 2 * ex.solution(d, r, a),
+             "the range enters squared": lambda d, r, a: ex.solution(d, r, a) / r}
+    for message, wrong in slips.items():
+        with pytest.raises(ExerciseFailed, match=message):
+            ex.check(wrong)

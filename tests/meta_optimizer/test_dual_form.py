@@ -10,6 +10,7 @@ import torch
 
 import icl_course.exercises.meta_optimizer.dual_form as ex
 from icl_course import attention, runtime, solvers
+from icl_course.exercises import REGISTRY
 from icl_course.meta_optimizer import (
     DUAL_FORM,
     dual_form_check,
@@ -223,7 +224,7 @@ def test_widget_renders():
 @pytest.mark.parametrize("name", ["dual_form_predict", "delta_w_icl", "k_step_dual_form", "simaou_from_outputs",
                                   "rec2ftp_by_hand"])
 def test_exercise_solutions_pass(name, capsys):
-    getattr(ex, f"check_{name}")(getattr(ex, name))
+    getattr(ex, f"check_{name}")(REGISTRY[f"meta_optimizer.{name}"].solution)
     assert "passed" in capsys.readouterr().out
 
 
@@ -247,7 +248,7 @@ def test_simaou_exercise_statement():
     ref = float(simaou(zsl=z, icl=i, ft=f))
     for args in ((2 * z, 2 * i, 2 * f), (z, 2 * i, f), (z, c * i, f)):
         assert abs(float(simaou(zsl=args[0], icl=args[1], ft=args[2])) - ref) < 1e-12
-        assert abs(ex.simaou_from_outputs(*args) - ref) < 1e-12
+        assert abs(REGISTRY["meta_optimizer.simaou_from_outputs"].solution(*args) - ref) < 1e-12
 
 
 def _fails(check, fn, match):
@@ -271,15 +272,15 @@ def test_simaou_checker_catches_the_unnormalised_score():
 
 def test_k_step_checker_tests_the_memory():
     def primal_only(W0, X, Y, lr, steps, x):  # right output and keys, values all taken at W0
-        out, K, V = ex.k_step_dual_form(W0, X, Y, lr, steps, x)
+        out, K, V = REGISTRY["meta_optimizer.k_step_dual_form"].solution(W0, X, Y, lr, steps, x)
         return out, K, torch.cat([V[: X.shape[0]]] * steps)
 
     def last_step(W0, X, Y, lr, steps, x):
-        out, K, V = ex.k_step_dual_form(W0, X, Y, lr, steps, x)
+        out, K, V = REGISTRY["meta_optimizer.k_step_dual_form"].solution(W0, X, Y, lr, steps, x)
         return out, K[-X.shape[0]:], V[-X.shape[0]:]
 
     def output_only(W0, X, Y, lr, steps, x):
-        return ex.k_step_dual_form(W0, X, Y, lr, steps, x)[0]
+        return REGISTRY["meta_optimizer.k_step_dual_form"].solution(W0, X, Y, lr, steps, x)[0]
 
     _fails(ex.check_k_step_dual_form, primal_only, "the output must be the dual form over the memory")
     _fails(ex.check_k_step_dual_form, last_step, "every step's training points")

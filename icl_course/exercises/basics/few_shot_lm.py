@@ -32,16 +32,10 @@ def _expect(value: object, shape: tuple, what: str) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- 1. the k-shot prompt
-def few_shot_prompt(demos, demo_labels, query, label_words, template, separator):
-    shots = "".join(template.format(text=t) + label_words[y] + separator for t, y in zip(demos, demo_labels))
-    return shots + template.format(text=query)
-
-
-@exercise(part=PART, name="few_shot_prompt", title="A k-shot prompt", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="few_shot_prompt", title="A k-shot prompt", difficulty="★☆☆", minutes=5,
           hint="Each demonstration is the template filled with its review, then its label word (label_words[y], with "
                "its leading space), then the separator; the query comes last, as the template alone — its label is "
                "what the model must predict. With no demonstrations the prompt is the query alone (zero-shot).",
-          solution=few_shot_prompt,
           stub='''def few_shot_prompt(demos, demo_labels, query, label_words, template, separator):
     """demos: list of k reviews; demo_labels: list of k labels 0/1; query: the review to classify; label_words:
     (word for 0, word for 1); template with '{text}'; separator after each demonstration -> the prompt (a str)."""
@@ -68,16 +62,11 @@ def check_few_shot_prompt(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. accuracy from two label tokens
-def two_label_accuracy(logits, label_ids, y):
-    pred = logits[:, label_ids].argmax(1)  # 0 or 1: which of the two label tokens is more probable
-    return (pred == y).double().mean()
-
-
 @exercise(part=PART, name="two_label_accuracy", title="From next-token logits to an accuracy", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Keep only the two label tokens' columns (label_ids[0] names class 0), take the argmax over those two "
                "(not over the whole vocabulary: a class is 0 or 1, not a token id), and compare with y.",
-          solution=two_label_accuracy, stub='''def two_label_accuracy(logits, label_ids, y):
+          stub='''def two_label_accuracy(logits, label_ids, y):
     """logits (n, V) next-token logits; label_ids (2,) token ids of class 0 and class 1; y (n,) true classes ->
     a 0-dim tensor: the fraction of reviews whose more probable label token is the right one."""
     # YOUR CODE HERE
@@ -90,7 +79,7 @@ def check_two_label_accuracy(fn) -> None:
     y = torch.randint(0, 2, (40,), generator=g)
     got = fn(logits.clone(), label_ids.clone(), y.clone())
     got = _expect(torch.as_tensor(got, dtype=F64), (), "two_label_accuracy(logits, label_ids, y)")
-    ref = two_label_accuracy(logits, label_ids, y)
+    ref = (torch.where(logits[:, label_ids[1]] > logits[:, label_ids[0]], 1, 0) == y).to(F64).mean()
     if torch.allclose(got, ref):
         return
     assert not torch.allclose(got, (logits.argmax(1) == y).double().mean()), (
@@ -100,16 +89,11 @@ def check_two_label_accuracy(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. contextual calibration
-def contextual_calibration(probs, content_free):
-    scaled = probs / content_free  # W = diag(p_cf)^-1: a content-free input now scores every label alike
-    return scaled / scaled.sum(-1, keepdim=True)
-
-
-@exercise(part=PART, name="contextual_calibration", title="Contextual calibration", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="contextual_calibration", title="Contextual calibration", difficulty="★☆☆", minutes=5,
           hint="Divide every row of probs by the content-free probabilities (the bias the prompt puts on each "
                "label), then renormalise each row to sum to 1. Check: calibrating the content-free row itself gives "
                "the uniform distribution.",
-          solution=contextual_calibration, stub='''def contextual_calibration(probs, content_free):
+          stub='''def contextual_calibration(probs, content_free):
     """probs (n, C) label probabilities; content_free (C,) the label probabilities on a content-free query such as
     'N/A' -> (n, C) calibrated probabilities (rows sum to 1)."""
     # YOUR CODE HERE
@@ -131,18 +115,13 @@ def check_contextual_calibration(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. the in-context loss drop
-def copy_losses(losses, length):
-    # the second copy's first token follows t_L, which has no earlier occurrence: it cannot be predicted, skip it
-    return torch.stack([losses[:length].mean(), losses[length + 1:].mean()])
-
-
 @exercise(part=PART, name="copy_losses", title="The loss on the first and on the second copy", difficulty="★☆☆",
           minutes=10,
           hint="The sequence is [BOS, t_1 … t_L, t_1 … t_L] and losses[t] scores token t+1 given tokens 0 … t, so "
                "losses[0 : L] score the first copy (the BOS is never scored) and losses[L : 2L] the second; "
                "losses[L] scores the second copy's first token, which follows t_L (never seen before): leave it out "
                "of the second-copy mean.",
-          solution=copy_losses, stub='''def copy_losses(losses, length):
+          stub='''def copy_losses(losses, length):
     """losses (2 * length,) per-token losses of [BOS, seq, seq] (entry t scores token t + 1) -> tensor (2,):
     the mean loss on the first copy, and on the second copy after its first token (which cannot be predicted)."""
     # YOUR CODE HERE
@@ -154,7 +133,7 @@ def check_copy_losses(fn) -> None:
     losses = torch.cat([10 + torch.rand(length, generator=g, dtype=F64), torch.rand(length, generator=g, dtype=F64)])
     losses[length] += 12  # the second copy's first token is as unpredictable as the first copy's
     got = _expect(torch.as_tensor(fn(losses.clone(), length), dtype=F64), (2,), "copy_losses(losses, length)")
-    ref = copy_losses(losses, length)
+    ref = torch.stack([losses[:length].mean(), losses[length + 1:].mean()])
     if torch.allclose(got, ref):
         return
     assert not torch.allclose(got, ref.flip(0)), "first copy first: return (first-copy mean, second-copy mean)"

@@ -32,20 +32,12 @@ def _xy(seed: int = 0, B: int = 3, N: int = 5, d: int = 4):
 
 
 # ---------------------------------------------------------------- 1. the prompt as tokens
-def interleave(x, y):
-    B, N, d = x.shape
-    z = torch.zeros(B, 2 * N, d + 1, dtype=x.dtype)
-    z[:, 0::2, :d] = x  # token 2i: (x_i, 0)
-    z[:, 1::2, d:] = y  # token 2i+1: (0, y_i)
-    return z
-
-
 @exercise(part=PART, name="interleave", title="Demonstrations as a sequence of input and label tokens",
           difficulty="★☆☆", minutes=10,
           hint="Make 2N tokens of width d+1, all zeros; token 2i gets x_i in its first d coordinates, token 2i+1 gets "
                "y_i in its last coordinate. Input and label go in separate tokens so that the model, reading at an "
                "input token, has not yet seen that input's label.",
-          solution=interleave, stub='''def interleave(x, y):
+          stub='''def interleave(x, y):
     """x (B, N, d), y (B, N, 1) -> tokens (B, 2N, d+1): token 2i is (x_i, 0), token 2i+1 is (0, y_i)."""
     # YOUR CODE HERE
     raise NotImplementedError("interleave")
@@ -68,16 +60,10 @@ def check_interleave(fn) -> None:
 _D = 4
 
 
-def prefix_error(outputs, y):
-    pred = outputs[:, 0::2, 0]  # (B, N): the output at input token 2i predicts y_i from i demonstrations
-    return ((pred - y[..., 0]) ** 2).mean(0) / 4  # divided by d = 4
-
-
 @exercise(part=PART, name="prefix_error", title="One prompt scores every number of demonstrations",
-          difficulty="★★☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="The prediction of y_i is the model's output at input token 2i (it has seen i demonstrations and x_i). "
                "Square the error, average over the tasks (dimension 0), and divide by d = 4 as Garg et al. do.",
-          solution=prefix_error,
           stub='''def prefix_error(outputs, y):
     """outputs (B, 2N, 1): the model's outputs on interleaved tokens with d = 4; y (B, N, 1) the labels ->
     (N,): entry i is the mean squared error of predicting y_i from i demonstrations, divided by d."""
@@ -98,19 +84,11 @@ def check_prefix_error(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. the error no learner can beat
-def bayes_error(x, x_query, noise_std, teacher_scale):
-    d = x.shape[-1]
-    lam = noise_std**2 / teacher_scale**2
-    A = x.transpose(1, 2) @ x + lam * torch.eye(d, dtype=x.dtype)  # (B, d, d)
-    quad = (x_query[:, None, :] @ torch.linalg.solve(A, x_query[..., None]))[:, 0, 0]  # x_qᵀ A⁻¹ x_q
-    return noise_std**2 * (1 + quad)
-
-
 @exercise(part=PART, name="bayes_error", title="The Bayes error of one prompt", difficulty="★★☆", minutes=15,
           hint="The posterior of w given the demonstrations is Gaussian with covariance σ² (XᵀX + λI)⁻¹, λ = σ²/s². "
                "The expected squared error of its mean (ridge) on the query is the posterior variance of w·x_q "
                "plus the label noise: σ² (1 + x_qᵀ (XᵀX + λI)⁻¹ x_q).",
-          solution=bayes_error, stub='''def bayes_error(x, x_query, noise_std, teacher_scale):
+          stub='''def bayes_error(x, x_query, noise_std, teacher_scale):
     """x (B, N, d) demonstrations' inputs, x_query (B, d); teacher w ~ N(0, s² I), label noise σ -> (B,): the
     expected squared error of the Bayes-optimal prediction of the query's label, given x (averaged over w and
     the noise)."""
@@ -123,7 +101,12 @@ def check_bayes_error(fn) -> None:
     xs = torch.randn(5, N, d, generator=g, dtype=F64)  # five different prompts: the answer is per prompt
     xqs = torch.randn(5, d, generator=g, dtype=F64)
     got5 = _expect(fn(xs.clone(), xqs.clone(), sig, s), (5,), "the Bayes error").to(F64)
-    ref5 = bayes_error(xs, xqs, sig, s)
+
+    def bayes(x, xq, noise, scale):  # the checker's own reference: noise² (1 + x_qᵀ (XᵀX + (noise/scale)² I)⁻¹ x_q)
+        A = x.transpose(1, 2) @ x + (noise / scale) ** 2 * torch.eye(x.shape[-1], dtype=x.dtype)
+        return noise**2 * (1 + torch.einsum("bi,bi->b", xq, torch.linalg.solve(A, xq)))
+
+    ref5 = bayes(xs, xqs, sig, s)
     assert not torch.allclose(got5, ref5.mean().expand(5)) or torch.allclose(got5, ref5), (
         "one value for the whole batch: each prompt has its own Bayes error")
     x, xq = xs[:1].expand(B, N, d), xqs[:1].expand(B, d)
@@ -136,22 +119,17 @@ def check_bayes_error(fn) -> None:
         assert abs(float(err.mean()) - float(ref)) < 4 * float(err.std()) / math.sqrt(B)
         return
     assert not torch.allclose(got, ref - sig**2), "add the label noise σ²: no predictor can remove it"
-    assert not torch.allclose(got, bayes_error(x[:1], xq[:1], sig, s**2 / sig)), "λ is σ²/s², not s²/σ²"
+    assert not torch.allclose(got, bayes(x[:1], xq[:1], sig, s**2 / sig)), "λ is σ²/s², not s²/σ²"
     raise AssertionError(f"expected {ref5.numpy().round(4)}, got {got5.detach().numpy().round(4)}")
 
 
 # ---------------------------------------------------------------- 4. a paired standard error
-def paired_difference_sem(err_a, err_b):
-    diff = err_a - err_b  # (n_tasks,): both learners on the same tasks
-    return diff.mean(), diff.std() / diff.numel() ** 0.5
-
-
 @exercise(part=PART, name="paired_difference_sem", title="Comparing two learners on the same tasks", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Both errors come from the same tasks, so most of their spread is shared (a hard task is hard for "
                "both). Subtract per task first, then take the mean and the standard error (std / √n) of the "
                "differences.",
-          solution=paired_difference_sem, stub='''def paired_difference_sem(err_a, err_b):
+          stub='''def paired_difference_sem(err_a, err_b):
     """err_a, err_b (n,): two learners' errors on the same n tasks -> (mean difference a − b, its standard
     error), both scalar tensors."""
     # YOUR CODE HERE
@@ -163,7 +141,7 @@ def check_paired_difference_sem(fn) -> None:
     a, b = hard + 0.1 * torch.randn(400, generator=g, dtype=F64), hard + 0.05
     mean, sem = fn(a.clone(), b.clone())
     mean, sem = float(mean), float(sem)
-    ref_mean, ref_sem = (float(v) for v in paired_difference_sem(a, b))
+    ref_mean, ref_sem = float((a - b).mean()), float((a - b).std()) / math.sqrt(400)
     assert abs(mean - ref_mean) < 1e-9, f"the mean difference is {ref_mean:.4f}, got {mean:.4f}"
     unpaired = math.sqrt(float(a.var()) / 400 + float(b.var()) / 400)
     assert abs(sem - unpaired) > 0.1 * unpaired, ("that is the unpaired standard error: the tasks are shared, so take "

@@ -39,17 +39,10 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 # ---------------------------------------------------------------- 1. the posterior mean
-def posterior_mean_weights(x, y, noise_std, teacher_scale):
-    lam = noise_std**2 / teacher_scale**2  # λ* = σ²/s²: noise variance over prior variance
-    eye = torch.eye(x.shape[2], dtype=x.dtype)
-    gram = x.transpose(1, 2) @ x + lam * eye  # (B, dx, dx) = XᵀX + λ* I
-    return torch.linalg.solve(gram, x.transpose(1, 2) @ y).transpose(1, 2)  # (B, dy, dx)
-
-
-@exercise(part=PART, name="posterior_mean_weights", title="The posterior mean is ridge", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="posterior_mean_weights", title="The posterior mean is ridge", difficulty="★☆☆", minutes=5,
           hint="The posterior precision is XᵀX/σ² + I/s²; multiply through by σ²: W = Yᵀ X (XᵀX + λ I)⁻¹ with "
                "λ = σ²/s² (variances, noise over prior) on the diagonal only. Use torch.linalg.solve.",
-          solution=posterior_mean_weights, stub='''def posterior_mean_weights(x, y, noise_std, teacher_scale):
+          stub='''def posterior_mean_weights(x, y, noise_std, teacher_scale):
     """x (B, N, dx), y (B, N, dy); label noise σ = noise_std, prior w ~ N(0, s² I) with s = teacher_scale
     -> the posterior mean of the weights, W (B, dy, dx)."""
     # YOUR CODE HERE
@@ -76,21 +69,13 @@ def check_posterior_mean_weights(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. least squares' risk
-def ls_test_error(dx, n, noise_std, teacher_scale):
-    d, var, s2 = dx, noise_std**2, teacher_scale**2
-    if n >= d + 2:  # E (XᵀX)⁻¹ = I / (N − d − 1): every coordinate of w is estimated, with noise
-        return var * (1 + d / (n - d - 1))
-    if n <= d - 2:  # the part of w outside the N inputs' span is lost; E (XXᵀ)⁻¹ = I / (d − N − 1)
-        return s2 * (d - n) + var * (1 + n / (d - n - 1))
-    return math.inf  # N ∈ {d − 1, d, d + 1}: the expectation diverges
-
-
-@exercise(part=PART, name="ls_test_error", title="Least squares' test error in closed form", difficulty="★★☆",
-          minutes=20,
+@exercise(part=PART, name="ls_test_error",
+          title="Least squares' test error in closed form", difficulty="★☆☆",
+          minutes=5,
           hint="For x ~ N(0, I) the test error of weights ŵ is ‖ŵ − w‖² + σ² (the query's own noise). N ≥ d + 2: "
                "ŵ − w = (XᵀX)⁻¹Xᵀε and E (XᵀX)⁻¹ = I/(N − d − 1). N ≤ d − 2: the component of w outside the span of "
                "the N inputs is lost (s² per missing dimension) and E (XXᵀ)⁻¹ = I/(d − N − 1). In between: math.inf.",
-          solution=ls_test_error, stub='''def ls_test_error(dx, n, noise_std, teacher_scale):
+          stub='''def ls_test_error(dx, n, noise_std, teacher_scale):
     """Expected test error E (ŷ − y_query)² of min-norm least squares from n demonstrations, inputs x ~ N(0, I) in
     dx dimensions, teacher w ~ N(0, s² I) (s = teacher_scale), label noise σ = noise_std -> a float (math.inf where
     it diverges)."""
@@ -126,17 +111,11 @@ def check_ls_test_error(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. one GD step from zero
-def gd_step_from_zero(x, y, lr):
-    n = x.shape[1]
-    grad = -(y.transpose(1, 2) @ x) / n  # ∇L(0) = −(1/N) Σ_i y_i x_iᵀ for L(W) = 1/(2N) Σ_i ‖W x_i − y_i‖²
-    return -lr * grad  # (B, dy, dx)
-
-
 @exercise(part=PART, name="gd_step_from_zero", title="One GD step from zero, and averaging", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="At W = 0 the gradient of L(W) = 1/(2N) Σ_i ‖W x_i − y_i‖² is −(1/N) Σ_i y_i x_iᵀ, so W₁ = (η/N) Yᵀ X, "
                "shape (B, dy, dx). With η = 1 this is Garg et al.'s averaging estimator.",
-          solution=gd_step_from_zero, stub='''def gd_step_from_zero(x, y, lr):
+          stub='''def gd_step_from_zero(x, y, lr):
     """x (B, N, dx), y (B, N, dy), step size η = lr -> W (B, dy, dx) after one GD step from W = 0 on
     L(W) = 1/(2N) Σ_i ‖W x_i − y_i‖²."""
     # YOUR CODE HERE
@@ -159,18 +138,11 @@ def check_gd_step_from_zero(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. k nearest neighbours
-def knn_predict(x, y, x_query, k):
-    k = min(k, x.shape[1])  # fewer demonstrations than k: use them all
-    dist = ((x - x_query[:, None, :]) ** 2).sum(-1)  # (B, N): squared distance of each demonstration to the query
-    idx = dist.topk(k, dim=1, largest=False).indices  # (B, k)
-    return torch.gather(y, 1, idx[..., None].expand(-1, -1, y.shape[2])).mean(1)  # (B, dy)
-
-
 @exercise(part=PART, name="knn_predict", title="k nearest neighbours", difficulty="★★☆", minutes=15,
           hint="Per task, the squared distance of each of the N inputs to the query is a sum over the dx coordinates "
                "(dist has shape (B, N)); take the k smallest (topk(..., largest=False)), average their labels; when "
                "N < k, use all N.",
-          solution=knn_predict, stub='''def knn_predict(x, y, x_query, k):
+          stub='''def knn_predict(x, y, x_query, k):
     """x (B, N, dx), y (B, N, dy), x_query (B, dx), k -> ŷ (B, dy): the mean label of the min(k, N) demonstrations
     nearest to the query (Euclidean distance)."""
     # YOUR CODE HERE

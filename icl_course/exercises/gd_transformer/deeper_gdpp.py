@@ -16,20 +16,11 @@ from ._common import PART, _batch, _expect
 
 
 # ---------------------------------------------------------------- 6. one GD++ layer by hand
-def gdpp_weights(dx, dy, n_context, lr, gamma):
-    D, eye_x, eye_y = dx + dy, torch.eye(dx, dtype=torch.float64), torch.eye(dy, dtype=torch.float64)
-    W_Q = torch.zeros(D, D, dtype=torch.float64)
-    W_Q[:dx, :dx] = eye_x  # scores x_iᵀ x_j, as in Proposition 1
-    W_K, W_V, P = W_Q.clone(), torch.zeros(D, D, dtype=torch.float64), torch.zeros(D, D, dtype=torch.float64)
-    W_V[:dx, :dx], W_V[dx:, dx:] = eye_x, -eye_y  # values carry (x_i, −y_i)
-    P[:dx, :dx], P[dx:, dx:] = -gamma * eye_x, lr / n_context * eye_y  # x moves by −γ XᵀX x, y by one GD step
-    return W_Q, W_K, W_V, P
-
-
-@exercise(part=PART, name="gdpp_weights", title="One GD++ layer by hand", difficulty="★★☆", minutes=15,
+@exercise(part=PART, name="gdpp_weights",
+          title="One GD++ layer by hand", difficulty="★☆☆", minutes=5,
           hint="Start from Proposition 1's matrices; the x-block of P W_V must be −γ I so that every token's x "
                "moves by −γ Σ_i x_i x_iᵀ x.",
-          solution=gdpp_weights, stub='''def gdpp_weights(dx, dy, n_context, lr, gamma):
+          stub='''def gdpp_weights(dx, dy, n_context, lr, gamma):
     """Return float64 (W_Q, W_K, W_V, P), (D, D) in (out, in) layout, for one GD++ layer: a GD step with step
     size lr on the y-slots and the curvature correction x ↦ (I − γ XᵀX) x on every token's x."""
     # YOUR CODE HERE
@@ -52,15 +43,10 @@ def check_gdpp_weights(fn) -> None:
 
 
 # ---------------------------------------------------------------- 7. the curvature correction
-def curvature_correction(x, gamma):
-    cov = x.transpose(1, 2) @ x  # (B, dx, dx): the unnormalised XᵀX
-    return x - gamma * x @ cov  # every x_i ↦ (I − γ XᵀX) x_i
-
-
 @exercise(part=PART, name="curvature_correction", title="The curvature correction and its eigenvalue map",
-          difficulty="★☆☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="With rows as inputs, x_i ↦ (I − γ XᵀX) x_i is X ↦ X − γ X (XᵀX); XᵀX uses no 1/N.",
-          solution=curvature_correction, stub='''def curvature_correction(x, gamma):
+          stub='''def curvature_correction(x, gamma):
     """x (B, N, dx) -> every row x_i mapped to (I − γ XᵀX) x_i, with the unnormalised XᵀX = Σ_i x_i x_iᵀ."""
     # YOUR CODE HERE
     raise NotImplementedError("curvature_correction")
@@ -81,14 +67,10 @@ def check_curvature_correction(fn) -> None:
 
 
 # ---------------------------------------------------------------- 8. read γ off trained weights
-def read_gamma(W_Q, W_K, W_V, P, dx):
-    kq, pv = W_K.T @ W_Q, P @ W_V
-    return float(-torch.diagonal(pv[:dx, :dx]).mean() * torch.diagonal(kq[:dx, :dx]).mean())
-
-
-@exercise(part=PART, name="read_gamma", title="Read γ_eff off a layer's weights", difficulty="★☆☆", minutes=10,
-          hint="Like η_eff, but from the x-block of P W_V: γ_eff = −mean diag((P W_V)_xx) · mean diag((W_Kᵀ W_Q)_xx).",
-          solution=read_gamma, stub='''def read_gamma(W_Q, W_K, W_V, P, dx):
+@exercise(part=PART, name="read_gamma",
+          title="Read γ_eff off a layer's weights", difficulty="★☆☆", minutes=5,
+          hint="Like η_eff (the exercise read_step_size), but from the x-block of P W_V instead of its y-entry.",
+          stub='''def read_gamma(W_Q, W_K, W_V, P, dx):
     """γ_eff of a layer given its (out, in) matrices; equals γ for the hand-built GD++ layer."""
     # YOUR CODE HERE
     raise NotImplementedError("read_gamma")
@@ -106,21 +88,10 @@ def check_read_gamma(fn) -> None:
 
 
 # ---------------------------------------------------------------- 9. GD++ in full
-def gdpp_predict(x, y, x_query, lr, gamma, steps):
-    N = x.shape[1]
-    r, pred = y, torch.zeros_like(y[:, 0])  # y-slots (residuals) and the prediction −(query's y-slot)
-    for _ in range(steps):
-        pred = pred + lr / N * ((x @ x_query[..., None]).transpose(1, 2) @ r)[:, 0]  # uses pre-layer x's
-        r = r - lr / N * (x @ x.transpose(1, 2)) @ r
-        cov = x.transpose(1, 2) @ x
-        x, x_query = x - gamma * x @ cov, x_query - gamma * (cov @ x_query[..., None])[..., 0]
-    return pred
-
-
-@exercise(part=PART, name="gdpp_predict", title="K steps of GD++, token by token", difficulty="★★★", minutes=30,
+@exercise(part=PART, name="gdpp_predict", title="K steps of GD++, token by token", difficulty="★★☆", minutes=20,
           hint="Update the query's prediction and the context residuals with the x's from *before* the step, "
                "then apply the correction to the context x's and to x_query alike.",
-          solution=gdpp_predict, stub='''def gdpp_predict(x, y, x_query, lr, gamma, steps):
+          stub='''def gdpp_predict(x, y, x_query, lr, gamma, steps):
     """ŷ (B, dy) after `steps` GD++ steps from W = 0: x (B, N, dx), y (B, N, dy), x_query (B, dx)."""
     # YOUR CODE HERE
     raise NotImplementedError("gdpp_predict")

@@ -16,18 +16,11 @@ from ._common import PART, _expect
 
 
 # ---------------------------------------------------------------- 13. one GD step on the ideal sine features
-def sine_gd_predict(x, y, x_query, lr):
-    phi = torch.cat([torch.sin(x), torch.cos(x)], dim=-1)  # (B, N, 2): the features that make the task linear
-    phi_q = torch.cat([torch.sin(x_query), torch.cos(x_query)], dim=-1)  # (B, 2)
-    w = lr * (y.transpose(1, 2) @ phi) / x.shape[1]  # one GD step from w = 0: (η/N) Σ_i y_i φ(x_i)ᵀ, (B, 1, 2)
-    return (w @ phi_q[..., None])[..., 0]  # ŷ = w φ(x_q), (B, 1)
-
-
 @exercise(part=PART, name="sine_gd_predict", title="One GD step on the ideal sine features", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="a sin(x + φ) = (a cos φ) sin x + (a sin φ) cos x: one GD step from 0 on features (sin x, cos x) gives "
                "ŷ = (η/N) Σ_i y_i cos(x_i − x_q).",
-          solution=sine_gd_predict, stub='''def sine_gd_predict(x, y, x_query, lr):
+          stub='''def sine_gd_predict(x, y, x_query, lr):
     """Prediction (B, 1) of one GD step from 0 on features (sin x, cos x): x (B, N, 1), y (B, N, 1), x_query (B, 1)."""
     # YOUR CODE HERE
     raise NotImplementedError("sine_gd_predict")
@@ -42,18 +35,12 @@ def check_sine_gd_predict(fn) -> None:
 
 
 # ---------------------------------------------------------------- 14. the two routes of a feature layer
-def kernel_routes(fa, fb, kq, pv, n_context):
-    F = fa.shape[1]  # tokens are (m(x), y): features first, the target last
-    value = -n_context * pv[F, F] * (fa @ kq[:F, :F] @ fb.T)  # y in the value, features in key and query
-    key = -n_context * torch.outer(fa @ pv[F, :F], fb @ kq[F, :F])  # y in the key, features in the value
-    return value, key
-
-
-@exercise(part=PART, name="kernel_routes", title="Two routes from the targets to the prediction", difficulty="★★☆",
-          minutes=25,
+@exercise(part=PART, name="kernel_routes",
+          title="Two routes from the targets to the prediction", difficulty="★☆☆",
+          minutes=10,
           hint="Token e_i = (m_i, y_i), query (m_q, 0). The layer adds −Σ_i (V e_i)_y (e_iᵀ K e_q) with V = P W_V, "
                "K = W_Kᵀ W_Q. Expand both factors and keep the terms with exactly one y_i.",
-          solution=kernel_routes, stub='''def kernel_routes(fa, fb, kq, pv, n_context):
+          stub='''def kernel_routes(fa, fb, kq, pv, n_context):
     """Value-route and key-route kernels (n, m) for features fa (n, F), fb (m, F) and products
     kq = W_Kᵀ W_Q, pv = P W_V ((F+1, F+1), tokens (m(x), y)): ŷ = (1/N) Σ_i y_i k(x_i, x_q) + terms without y_i."""
     # YOUR CODE HERE
@@ -78,22 +65,10 @@ def check_kernel_routes(fn) -> None:
         assert torch.allclose(k, gt.effective_kernel(model, a, b, route), rtol=1e-9, atol=1e-12), (
             f"the {route}-route kernel differs; check which factor holds y_i and the factor −N")
 # ---------------------------------------------------------------- 17. Proposition 2's layer
-def feature_gd_layer(features, n_context, lr):
-    D = features + 1  # tokens (m(x), y)
-    W_Q = torch.zeros(D, D, dtype=torch.float64)
-    W_Q[:features, :features] = torch.eye(features)  # keys and queries read the features
-    W_K = W_Q.clone()
-    W_V = torch.zeros(D, D, dtype=torch.float64)
-    W_V[features, features] = -1.0  # values carry −y
-    P = torch.zeros(D, D, dtype=torch.float64)
-    P[features, features] = lr / n_context  # η/N into the y-slot
-    return W_Q, W_K, W_V, P
-
-
 @exercise(part=PART, name="feature_gd_layer", title="The layer that does GD on learned features", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Proposition 1 does not care what the inputs are: use its weights with the F features in place of x.",
-          solution=feature_gd_layer, stub='''def feature_gd_layer(features, n_context, lr):
+          stub='''def feature_gd_layer(features, n_context, lr):
     """(W_Q, W_K, W_V, P), float64 (F+1, F+1), such that any feature map followed by this layer predicts like one
     GD step from 0 (step size lr) on the feature map's output layer."""
     # YOUR CODE HERE

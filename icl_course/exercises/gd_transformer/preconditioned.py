@@ -16,16 +16,11 @@ from ._common import PART, _batch, _expect
 
 
 # ---------------------------------------------------------------- 10. one preconditioned step
-def preconditioned_step(x, y, precond):
-    N = x.shape[1]
-    return y.transpose(1, 2) @ x @ precond / N  # W_1 = (1/N) Σ_i y_i x_iᵀ Γ, shape (B, dy, dx)
-
-
 @exercise(part=PART, name="preconditioned_step", title="One preconditioned GD step", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Plain GD from 0 gives W_1 = (η/N) Yᵀ X; a preconditioner Γ acting on input space multiplies from the "
                "right: W_1 = (1/N) Yᵀ X Γ.",
-          solution=preconditioned_step, stub='''def preconditioned_step(x, y, precond):
+          stub='''def preconditioned_step(x, y, precond):
     """W (B, dy, dx) after one preconditioned GD step from 0: x (B, N, dx), y (B, N, dy), precond Γ (dx, dx)."""
     # YOUR CODE HERE
     raise NotImplementedError("preconditioned_step")
@@ -41,41 +36,44 @@ def check_preconditioned_step(fn) -> None:
 
 
 # ---------------------------------------------------------------- 11. the optimal preconditioner
-def optimal_preconditioner(cov, n_context):
-    eye = torch.eye(cov.shape[0], dtype=cov.dtype)
-    return torch.linalg.inv((1 + 1 / n_context) * cov + torch.trace(cov) / n_context * eye)
-
-
-@exercise(part=PART, name="optimal_preconditioner", title="The optimal preconditioner for Gaussian inputs",
+@exercise(part=PART, name="optimal_preconditioner",
+          title="The optimal preconditioner with a teacher scale and label noise",
           difficulty="★★☆", minutes=25,
-          hint="Expand E‖Σ^{1/2}(ΓᵀΣ̂ − I)w‖² with E[Σ̂AΣ̂] = (1 + 1/N) ΣAΣ + tr(AΣ) Σ / N for Gaussian inputs and "
-               "set the gradient in Γ to zero.",
-          solution=optimal_preconditioner, stub='''def optimal_preconditioner(cov, n_context):
-    """Γ* (dx, dx) minimising the one-step loss for x ~ N(0, cov), w ~ N(0, I), N = n_context, no noise."""
+          hint="Follow the proof of the proposition with w ~ N(0, s²I) and y = wᵀx + ε: the error gains a term "
+               "(1/N) εᵀXΓx_q − ε_q, independent of the rest; take its expected square and set the gradient in Γ "
+               "to zero. The noise enters like a ridge term.",
+          stub='''def optimal_preconditioner(cov, n_context, noise_std, teacher_scale):
+    """Γ* (dx, dx) minimising the expected one-step loss for x ~ N(0, cov), teacher w ~ N(0, s² I) with
+    s = teacher_scale, labels y = wᵀx + ε with ε ~ N(0, noise_std²) on every label, N = n_context."""
     # YOUR CODE HERE
     raise NotImplementedError("optimal_preconditioner")
 ''')
 def check_optimal_preconditioner(fn) -> None:
-    for cond, n in ((16.0, 10), (4.0, 25)):
+    eye = torch.eye(6, dtype=torch.float64)
+    for cond, n, sig, s in ((16.0, 10, 0.5, 1.0), (4.0, 25, 1.0, 2.0), (16.0, 10, 0.0, 1.0)):
         A = tasks.anisotropic_matrix(6, cond, seed=15, dtype=torch.float64)
         cov = A @ A.T / 12
-        got = _expect(fn(cov, n), (6, 6), "optimal_preconditioner(cov, n_context)")
-        ref = solvers.optimal_preconditioner_gaussian(cov, n)
-        assert torch.allclose(got, ref, rtol=1e-8), f"Γ* differs from the optimum for condition {cond}, N = {n}"
-    iso = fn(torch.eye(4, dtype=torch.float64) / 12, 10)
+        got = _expect(fn(cov, n, sig, s), (6, 6), "optimal_preconditioner(cov, n_context, noise_std, teacher_scale)")
+        ref = torch.linalg.inv((1 + 1 / n) * cov + (torch.trace(cov) + sig**2 / s**2) / n * eye)  # the checker's own
+        if torch.allclose(got, ref, rtol=1e-8):
+            continue
+        noise_free = solvers.optimal_preconditioner_gaussian(cov, n)
+        assert sig == 0 or not torch.allclose(got, noise_free, rtol=1e-8), (
+            f"that is the noise-free optimum: with noise_std={sig} the noise changes Γ* (N = {n})")
+        assert not torch.allclose(got, torch.linalg.inv((1 + 1 / n) * cov + (torch.trace(cov) + s**2 / sig**2) / n
+                                                        * eye), rtol=1e-8), "the noise enters as σ²/s², not s²/σ²"
+        raise AssertionError(f"Γ* differs from the optimum (max abs error {float((got - ref).abs().max()):.3g}, "
+                             f"largest entry {float(ref.abs().max()):.3g}) for condition {cond}, N = {n}, "
+                             f"noise_std = {sig}, teacher_scale = {s}")
+    iso = fn(torch.eye(4, dtype=torch.float64) / 12, 10, 0.3, 1.0)
     assert torch.allclose(iso, iso[0, 0] * torch.eye(4, dtype=torch.float64)), "isotropic inputs need Γ* = η I"
 
 
 # ---------------------------------------------------------------- 12. read Γ off trained weights
-def preconditioner_from_weights(W_Q, W_K, W_V, P, dx, n_context):
-    kq, pv = W_K.T @ W_Q, P @ W_V
-    return -n_context * torch.diagonal(pv[dx:, dx:]).mean() * kq[:dx, :dx]
-
-
-@exercise(part=PART, name="preconditioner_from_weights", title="Read the preconditioner off a layer",
-          difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="preconditioner_from_weights",
+          title="Read the preconditioner off a layer",
+          difficulty="★☆☆", minutes=5,
           hint="The layer predicts −(P W_V)_yy Σ_i y_i x_iᵀ (W_Kᵀ W_Q)_xx x_q; match it with (1/N) Σ_i y_i x_iᵀ Γ x_q.",
-          solution=preconditioner_from_weights,
           stub='''def preconditioner_from_weights(W_Q, W_K, W_V, P, dx, n_context):
     """Γ_eff (dx, dx) such that the layer predicts (1/N) Σ_i y_i x_iᵀ Γ_eff x_q."""
     # YOUR CODE HERE

@@ -16,21 +16,10 @@ from ._common import PART, _batch, _expect
 
 
 # ---------------------------------------------------------------- 15. the standard token layout
-def to_standard_tokens(x, y, x_query):
-    B, N, dx = x.shape
-    dy, T = y.shape[2], 2 * N + 1
-    out = torch.zeros(B, T, dx + dy + T, dtype=x.dtype)
-    out[:, 0:2 * N:2, :dx] = x  # input tokens (x_i, 0, p)
-    out[:, 1:2 * N:2, dx:dx + dy] = y  # target tokens (0, y_i, p)
-    out[:, -1, :dx] = x_query  # the query (x_q, 0, p) comes last
-    out[:, :, dx + dy:] = torch.eye(T, dtype=x.dtype)  # one-hot positions
-    return out
-
-
 @exercise(part=PART, name="to_standard_tokens", title="Inputs and targets in separate tokens", difficulty="★☆☆",
           minutes=10,
           hint="Token 2i is (x_{i+1}, 0, e_{2i}), token 2i+1 is (0, y_{i+1}, e_{2i+1}), the last is (x_q, 0, e_{2N}).",
-          solution=to_standard_tokens, stub='''def to_standard_tokens(x, y, x_query):
+          stub='''def to_standard_tokens(x, y, x_query):
     """The sequence x_1, y_1, …, x_N, y_N, x_q as (B, 2N+1, dx+dy+2N+1) tokens with one-hot positions."""
     # YOUR CODE HERE
     raise NotImplementedError("to_standard_tokens")
@@ -43,25 +32,12 @@ def check_to_standard_tokens(fn) -> None:
 
 
 # ---------------------------------------------------------------- 16. the copy layer, the other way round
-def label_copy_weights(dx, dy, n_context, beta):
-    T = 2 * n_context + 1
-    D, p0 = dx + dy + T, dx + dy
-    W_Q = torch.zeros(D, D, dtype=torch.float64)
-    W_Q[p0:, p0:] = beta * torch.eye(T, dtype=torch.float64)  # the query side: β × own position
-    W_K = torch.zeros(D, D, dtype=torch.float64)
-    W_K[p0:D - 2, p0 + 1:D - 1] = torch.eye(T - 2, dtype=torch.float64)  # key at s answers position s − 1
-    W_K[D - 1, p0] = 1.0  # the query (position 2N) reads token 0, whose y-slot is 0
-    y_block = torch.zeros(D, D, dtype=torch.float64)
-    y_block[dx:p0, dx:p0] = torch.eye(dy, dtype=torch.float64)  # copy the y-slot only
-    return W_Q, W_K, y_block, y_block.clone()
-
-
 @exercise(part=PART, name="label_copy_weights", title="A copy layer that moves each label to its input",
           difficulty="★★★", minutes=30,
           hint="Make token t score β on key t + 1 through the one-hot positions and copy only the y-slot. The query "
                "has no successor: without care it averages all keys and picks up their labels — send it to a token "
                "whose y-slot is 0.",
-          solution=label_copy_weights, stub='''def label_copy_weights(dx, dy, n_context, beta):
+          stub='''def label_copy_weights(dx, dy, n_context, beta):
     """(W_Q, W_K, W_V, P), float64 (D, D), D = dx + dy + 2N + 1, of a softmax layer on standard tokens after which
     every input token holds (x_i, y_i) — the reverse of the chapter's construction; the query must stay (x_q, 0)."""
     # YOUR CODE HERE
@@ -89,15 +65,9 @@ def check_label_copy_weights(fn) -> None:
             f"copy + GD layer differs from one GD step (max abs error {float((got - ref).abs().max()):.3g}); "
             "does the query pick up labels?")
 # ---------------------------------------------------------------- 18. how much does a layer copy?
-def pair_attention(attn):
-    n = attn.shape[1] // 2  # attn: (2N+1 tokens, 2N keys)
-    i = torch.arange(n)
-    return float(attn[2 * i + 1, 2 * i].mean()), float(attn[2 * i, 2 * i + 1].mean())  # y reads x, x reads y
-
-
 @exercise(part=PART, name="pair_attention", title="How much does a layer copy?", difficulty="★☆☆", minutes=10,
           hint="Token 2i is x_{i+1} and token 2i+1 is y_{i+1}; the keys are the first 2N tokens.",
-          solution=pair_attention, stub='''def pair_attention(attn):
+          stub='''def pair_attention(attn):
     """From attention weights (2N+1, 2N) on the standard layout: the mean weight each target token puts on its own
     input, and the mean weight each input token puts on its own target."""
     # YOUR CODE HERE

@@ -15,16 +15,11 @@ from ._common import PART, _expect, _states
 
 
 # ---------------------------------------------------------------- 1. the constructed tokens
-def build_tokens(states):
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)  # s_{t-1}, with s_0 = 0
-    return torch.cat([torch.zeros_like(states), states, states, prev], dim=-1)  # (0, s_t, s_t, s_{t-1})
-
-
 @exercise(part=PART, name="build_tokens", title="Build the constructed tokens from the raw sequence",
           difficulty="★☆☆", minutes=10,
           hint="Token t is (0, s_t, s_t, s_{t−1}) with s_0 = 0: shift the sequence down by one position for the last "
                "slot, and put the zero slot first (that is where the prediction will be written).",
-          solution=build_tokens, stub='''def build_tokens(states):
+          stub='''def build_tokens(states):
     """states (B, T, D) = s_1 … s_T -> tokens (B, T, 4D), token t = (0, s_t, s_t, s_{t-1}) with s_0 = 0."""
     # YOUR CODE HERE
     raise NotImplementedError("build_tokens")
@@ -42,17 +37,11 @@ def check_build_tokens(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. one GD step on the mesa objective
-def gd_on_sequence(states, lr):
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)  # inputs s_{j-1}
-    scores = (states @ prev.transpose(1, 2)).tril()  # (B, T, T): s_t · s_{j-1} for j ≤ t
-    return lr * scores @ states  # ŝ_{t+1} = η Σ_{j≤t} (s_{j-1}·s_t) s_j
-
-
 @exercise(part=PART, name="gd_on_sequence", title="One GD step on the mesa objective at every position",
           difficulty="★★☆", minutes=20,
           hint="L_t(W) = ½ Σ_{j≤t} ‖s_j − W s_{j−1}‖² (no 1/t). From W = 0 one step gives "
                "W_t = η Σ_{j≤t} s_j s_{j−1}ᵀ, and the prediction is W_t s_t.",
-          solution=gd_on_sequence, stub='''def gd_on_sequence(states, lr):
+          stub='''def gd_on_sequence(states, lr):
     """states (B, T, D) -> predictions (B, T, D): one GD step with step size lr from W = 0 on
     L_t(W) = 1/2 sum_{j <= t} ||s_j - W s_{j-1}||^2 (s_0 = 0), applied to s_t, at every position t."""
     # YOUR CODE HERE
@@ -75,18 +64,12 @@ def check_gd_on_sequence(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. the layer that takes the step
-def causal_gd_weights(dim, lr):
-    read = lambda slot: torch.eye(dim, 4 * dim, dtype=torch.float64).roll(slot * dim, dims=1)  # (D, 4D)
-    W_Q, W_K, W_V = read(2), read(3), read(2)  # queries s_t, keys s_{t-1}, values s_t
-    W_O = lr * read(0).T  # write η × the sum into the zero slot
-    return W_Q, W_K, W_V, W_O
-
-
-@exercise(part=PART, name="causal_gd_weights", title="Weights that make causal attention one GD step",
-          difficulty="★★☆", minutes=20,
+@exercise(part=PART, name="causal_gd_weights",
+          title="Weights that make causal attention one GD step",
+          difficulty="★☆☆", minutes=10,
           hint="Token t is (0, s_t, s_t, s_{t−1}). The score of key j must be s_{j−1}·s_t and the value s_j; the "
                "output goes into the first slot, scaled by η. Each matrix reads or writes one D-block.",
-          solution=causal_gd_weights, stub='''def causal_gd_weights(dim, lr):
+          stub='''def causal_gd_weights(dim, lr):
     """Return (W_Q, W_K, W_V, W_O), float64, shapes (D, 4D), (D, 4D), (D, 4D), (4D, D) in (out, in) layout,
     such that one causal linear-attention head on tokens (0, s_t, s_t, s_{t-1}) writes one GD step's
     prediction of s_{t+1} into the first slot."""
@@ -116,21 +99,13 @@ def check_causal_gd_weights(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. read η off a layer
-def read_sequence_step_size(W_Q, W_K, W_V, W_O, dim):
-    D = dim
-    KQ, PV = W_K.T @ W_Q, W_O @ W_V  # score e_jᵀ KQ e_t; value PV e_j
-    key_prev_query_cur = torch.diagonal(KQ[3 * D:, 2 * D:3 * D]).mean()  # s_{j-1} · s_t
-    value_cur_to_out = torch.diagonal(PV[:D, 2 * D:3 * D]).mean()  # s_j into the zero slot
-    return float(key_prev_query_cur * value_cur_to_out)
-
-
 @exercise(part=PART, name="read_sequence_step_size", title="Read the step size off a layer's weights", difficulty="★☆☆",
-          minutes=15,
+          minutes=10,
           hint="Only the products W_Kᵀ W_Q and W_O W_V are identifiable. η is the (key s_{j−1}, query s_t) block "
                "of the first times the (zero slot, value s_j) block of the second — take the mean of each block's "
                "diagonal. Other blocks belong to other terms; on the masked tokens (0, 0, s_t, s_{t−1}) slot 1 is "
                "zero.",
-          solution=read_sequence_step_size, stub='''def read_sequence_step_size(W_Q, W_K, W_V, W_O, dim):
+          stub='''def read_sequence_step_size(W_Q, W_K, W_V, W_O, dim):
     """The coefficient eta of the GD term (key s_{j-1} . query s_t, value s_j, written into the zero slot) of a
     one-head causal layer, from its weights ((k, 4D), (k, 4D), (k, 4D), (4D, k) in (out, in) layout) on the masked
     tokens (0, 0, s_t, s_{t-1}). The layer may also compute other terms."""

@@ -31,21 +31,11 @@ def _gram(seed: int, D: int, n: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ---------------------------------------------------------------- 1. K GD steps on the mesa objective
-def gd_steps_next_state(states, lrs):
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)  # s_{j−1}, with s_0 = 0
-    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} s_{j−1} s_{j−1}ᵀ, (B, T, D, D)
-    C = torch.cumsum(states[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} s_j s_{j−1}ᵀ, (B, T, D, D)
-    W = torch.zeros_like(C)
-    for eta in lrs:
-        W = W + eta * (C - W @ A)  # W ← W − η ∇L_t(W), ∇L_t(W) = W A − C
-    return (W @ states[..., None])[..., 0]  # ŝ_{t+1} = W_t s_t, (B, T, D)
-
-
-@exercise(part=PART, name="gd_steps_next_state", title="K steps of GD on the mesa objective", difficulty="★★☆",
-          minutes=20,
+@exercise(part=PART, name="gd_steps_next_state", title="K steps of GD on the mesa objective", difficulty="★☆☆",
+          minutes=10,
           hint="∇L_t(W) = W A_t − C_t with A_t = Σ_{j≤t} s_{j−1} s_{j−1}ᵀ and C_t = Σ_{j≤t} s_j s_{j−1}ᵀ "
                "(cumulative sums, s_0 = 0); start from W = 0 and step W ← W − η_k ∇L_t(W) once per step size.",
-          solution=gd_steps_next_state, stub='''def gd_steps_next_state(states, lrs):
+          stub='''def gd_steps_next_state(states, lrs):
     """K = len(lrs) GD steps from W = 0 on L_t at every position: states (B, T, D) -> predictions W_t s_t (B, T, D)."""
     # YOUR CODE HERE
     raise NotImplementedError("gd_steps_next_state")
@@ -77,20 +67,12 @@ def check_gd_steps_next_state(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. K steps = a truncated Neumann series
-def neumann_weights(A, C, eta, K):
-    D = A.shape[0]
-    M = torch.eye(D, dtype=A.dtype) - eta * A  # I − η A
-    term, total = torch.eye(D, dtype=A.dtype), torch.zeros_like(A)
-    for _ in range(K):  # Σ_{i<K} (I − η A)^i
-        total, term = total + term, term @ M
-    return C @ (eta * total)  # W_K = C η Σ_{i<K} (I − ηA)^i, (D, D)
-
-
-@exercise(part=PART, name="neumann_weights", title="K equal steps are a truncated Neumann series",
-          difficulty="★★☆", minutes=15,
+@exercise(part=PART, name="neumann_weights",
+          title="K equal steps are a truncated Neumann series",
+          difficulty="★☆☆", minutes=5,
           hint="Unroll W ← W + η (C − W A) from W = 0: W_1 = ηC, W_2 = ηC + ηC (I − ηA), …; the sum has K terms "
                "(I − ηA)^0 … (I − ηA)^(K−1), and C multiplies from the left.",
-          solution=neumann_weights, stub='''def neumann_weights(A, C, eta, K):
+          stub='''def neumann_weights(A, C, eta, K):
     """W after K GD steps of size eta from W = 0 on ½ Σ‖y − W x‖² (A = Σ x xᵀ, C = Σ y xᵀ, both (D, D)), in closed
     form as a truncated Neumann series -> (D, D)."""
     # YOUR CODE HERE
@@ -117,18 +99,11 @@ def check_neumann_weights(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. RevAlg-d's compression of a weight product
-def structured_blocks(M, dim):
-    S = M.shape[0] // dim
-    blocks = M.reshape(S, dim, S, dim).permute(0, 2, 1, 3)  # (S, S, dim, dim): block (a, b) = M[a·dim:, b·dim:]
-    means = torch.diagonal(blocks, dim1=-2, dim2=-1).mean(-1)  # (S, S): the mean of each block's diagonal
-    return torch.kron(means, torch.eye(dim, dtype=M.dtype))  # each block → (its diagonal mean) · I, (S·dim, S·dim)
-
-
 @exercise(part=PART, name="structured_blocks", title="Compress a weight product the RevAlg-d way", difficulty="★☆☆",
           minutes=10,
           hint="Cut M into dim × dim blocks; keep only the mean of each block's diagonal, times the identity "
                "(torch.kron of the (S, S) means with I puts them back in place).",
-          solution=structured_blocks, stub='''def structured_blocks(M, dim):
+          stub='''def structured_blocks(M, dim):
     """Every dim × dim block of M (S·dim, S·dim) replaced by (mean of its diagonal) · I -> (S·dim, S·dim)."""
     # YOUR CODE HERE
     raise NotImplementedError("structured_blocks")
@@ -144,24 +119,18 @@ def check_structured_blocks(fn) -> None:
             continue
         whole = M.reshape(S, dim, S, dim).mean((1, 3))
         assert not _close(got, torch.kron(whole, eye)), "average the block's diagonal only, not all its entries"
-        assert not _close(got, torch.kron(mesa.block_means(M, dim).T, eye)), (
+        assert not _close(got, torch.kron(mesa.block_means(M, dim).T.contiguous(), eye)), (
             "block (a, b) holds rows a·dim…, columns b·dim…: keep it in place (no transpose)")
         raise AssertionError(f"the compressed matrix differs (max abs error {float((got - ref).abs().max()):.3g}) "
                              f"for S={S}, dim={dim}")
 
 
 # ---------------------------------------------------------------- 4. the preconditioned input
-def preconditioned_query(states, lam, t):
-    prev = torch.cat([torch.zeros_like(states[:1]), states[:-1]])  # s_{j−1} with s_0 = 0, (T, D)
-    A = prev[: t + 1].T @ prev[: t + 1]  # Σ_{j≤t} s_{j−1} s_{j−1}ᵀ: the keys seen at (0-based) position t
-    return torch.linalg.solve(A + lam * torch.eye(states.shape[1], dtype=states.dtype), states[t])  # (D,)
-
-
 @exercise(part=PART, name="preconditioned_query", title="The preconditioned input least squares needs",
           difficulty="★☆☆", minutes=10,
           hint="At 0-based position t the keys are s_{j−1} for j ≤ t — the states s_0 = 0, s_1 … s_{t−1} — so "
                "A = Σ s_{j−1} s_{j−1}ᵀ stops one state before the query s_t; solve (A + λI) z = s_t.",
-          solution=preconditioned_query, stub='''def preconditioned_query(states, lam, t):
+          stub='''def preconditioned_query(states, lam, t):
     """One sequence: states (T, D) = s_1 … s_T, ridge λ, 0-based position t -> (Σ_{j≤t} s_{j−1} s_{j−1}ᵀ + λI)⁻¹ s_t
     (D,)."""
     # YOUR CODE HERE
@@ -183,5 +152,5 @@ def check_preconditioned_query(fn) -> None:
             raise AssertionError(f"z_t differs at t={t} (max abs error {float((got - full[t]).abs().max()):.3g})")
 
 
-__all__ = ["gd_steps_next_state", "check_gd_steps_next_state", "neumann_weights", "check_neumann_weights",
-           "structured_blocks", "check_structured_blocks", "preconditioned_query", "check_preconditioned_query"]
+__all__ = ["check_gd_steps_next_state", "check_neumann_weights", "check_structured_blocks",
+           "check_preconditioned_query"]

@@ -32,15 +32,10 @@ def _outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- 1. one delta-rule step
-def delta_step(S, k, v, beta):
-    error = v - (S @ k[..., None])[..., 0]  # v − S k: what the memory gets wrong about this pair, (B, dv)
-    return S + beta * error[..., :, None] * k[..., None, :]  # S + β (v − S k) kᵀ, (B, dv, dk)
-
-
-@exercise(part=PART, name="delta_step", title="One delta-rule step", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="delta_step", title="One delta-rule step", difficulty="★☆☆", minutes=5,
           hint="S ← S + β (v − S k) kᵀ: first the error of the current memory on this key, then an outer product whose "
                "rows follow the value (dv) and columns the key (dk).",
-          solution=delta_step, stub='''def delta_step(S, k, v, beta):
+          stub='''def delta_step(S, k, v, beta):
     """One delta-rule update of the fast weights: S (B, dv, dk), k (B, dk), v (B, dv), β a float -> (B, dv, dk)."""
     # YOUR CODE HERE
     raise NotImplementedError("delta_step")
@@ -66,18 +61,11 @@ def check_delta_step(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. a memory that overwrites
-def delta_memory(keys, values, beta):
-    S = torch.zeros(values.shape[1], keys.shape[1], dtype=keys.dtype)  # (dv, dk), the empty memory
-    for k, v in zip(keys, values):  # one pair at a time, in order
-        S = S + beta * torch.outer(v - S @ k, k)  # write the error of the current memory
-    return S
-
-
-@exercise(part=PART, name="delta_memory", title="Write a sequence into a delta-rule memory", difficulty="★★☆",
-          minutes=15,
+@exercise(part=PART, name="delta_memory", title="Write a sequence into a delta-rule memory", difficulty="★☆☆",
+          minutes=10,
           hint="Start from S = 0 of shape (dv, dk) and apply S ← S + β (v_t − S k_t) k_tᵀ for t = 1 … T in order; "
                "each step sees the memory the previous steps left.",
-          solution=delta_memory, stub='''def delta_memory(keys, values, beta):
+          stub='''def delta_memory(keys, values, beta):
     """keys (T, dk), values (T, dv), β a float -> the fast weights S_T (dv, dk) of the delta rule from S_0 = 0."""
     # YOUR CODE HERE
     raise NotImplementedError("delta_memory")
@@ -110,18 +98,6 @@ def check_delta_memory(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. conjugate gradients
-def cg_solve(A, b, steps):
-    x, r = torch.zeros_like(b), b.clone()  # x_0 = 0, residual r_0 = b − A x_0
-    p, rr = r.clone(), (r * r).sum(-1, keepdim=True)
-    for _ in range(steps):
-        Ap = (A @ p[..., None])[..., 0]
-        a = rr / (p * Ap).sum(-1, keepdim=True)  # exact line search along p
-        x, r = x + a * p, r - a * Ap
-        rr_new = (r * r).sum(-1, keepdim=True)
-        p, rr = r + rr_new / rr * p, rr_new  # new direction, A-conjugate to the previous ones
-    return x
-
-
 def _steepest_descent(A: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     x, r = torch.zeros_like(b), b.clone()
     for _ in range(steps):  # p = r at every step
@@ -138,7 +114,7 @@ _SD_HINT = "this is steepest descent (p = r every step): the new direction adds 
           minutes=20,
           hint="From x = 0, r = p = b: α = rᵀr / pᵀAp, x ← x + αp, r ← r − αAp, then "
                "p ← r_new + (r_newᵀr_new / rᵀr) p. With d steps on a d × d system the answer is A⁻¹ b up to round-off.",
-          solution=cg_solve, stub='''def cg_solve(A, b, steps):
+          stub='''def cg_solve(A, b, steps):
     """`steps` conjugate-gradient steps from x = 0 for A x = b: A (B, d, d) symmetric positive definite, b (B, d)
     -> x (B, d)."""
     # YOUR CODE HERE
@@ -171,15 +147,10 @@ def check_cg_solve(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. the gated delta rule
-def gated_delta_step(S, k, v, alpha, beta):
-    kept = S - beta * (S @ k[..., None]) * k[..., None, :]  # S (I − β k kᵀ): erase what k points at, (B, dv, dk)
-    return alpha * kept + beta * v[..., :, None] * k[..., None, :]  # decay the old memory, then write β v kᵀ
-
-
-@exercise(part=PART, name="gated_delta_step", title="One gated delta-rule step", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="gated_delta_step", title="One gated delta-rule step", difficulty="★☆☆", minutes=5,
           hint="S ← α S (I − β k kᵀ) + β v kᵀ: the gate α multiplies only the old memory; the new pair is written "
                "at full strength β. With α = 1 it is the delta rule.",
-          solution=gated_delta_step, stub='''def gated_delta_step(S, k, v, alpha, beta):
+          stub='''def gated_delta_step(S, k, v, alpha, beta):
     """One Gated DeltaNet update: S (B, dv, dk), k (B, dk), v (B, dv), floats α (gate) and β -> (B, dv, dk)."""
     # YOUR CODE HERE
     raise NotImplementedError("gated_delta_step")

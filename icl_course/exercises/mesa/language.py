@@ -41,16 +41,11 @@ def _near(a: float, b: float) -> bool:
 
 
 # ---------------------------------------------------------------- 1. windows and their targets
-def next_char_windows(ids, starts, block_size):
-    pos = starts[:, None] + torch.arange(block_size)  # (B, T): the window's positions
-    return ids[pos], ids[pos + 1]  # inputs, and the character after each input
-
-
 @exercise(part=PART, name="next_char_windows", title="Windows and their next characters", difficulty="★☆☆",
           minutes=10,
           hint="x[b] = ids[s_b : s_b + T] and y[b] = ids[s_b + 1 : s_b + T + 1]: the target of position t is the "
                "character at t + 1, so y is x shifted left by one.",
-          solution=next_char_windows, stub='''def next_char_windows(ids, starts, block_size):
+          stub='''def next_char_windows(ids, starts, block_size):
     """ids (N,) int64, starts (B,) int64, block_size T -> (x, y), both (B, T): each window's characters and, for
     every position, the character that follows it."""
     # YOUR CODE HERE
@@ -74,16 +69,10 @@ def check_next_char_windows(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. the unigram baseline
-def unigram_loss(train_ids, val_ids, vocab_size):
-    counts = torch.bincount(train_ids, minlength=vocab_size).double() + 1  # add-one: no character has probability 0
-    log_p = counts.log() - counts.sum().log()  # log (n_c + 1) / (N + V)
-    return float(-log_p[val_ids].mean())  # nats per character
-
-
 @exercise(part=PART, name="unigram_loss", title="The unigram baseline", difficulty="★☆☆", minutes=10,
           hint="p(c) = (n_c + 1) / (N + V) from the training counts (add-one smoothing); the loss is the mean of "
                "−ln p(c) over the validation characters, in nats (natural log).",
-          solution=unigram_loss, stub='''def unigram_loss(train_ids, val_ids, vocab_size):
+          stub='''def unigram_loss(train_ids, val_ids, vocab_size):
     """train_ids (N,), val_ids (M,) int64 -> the validation cross-entropy (nats/char, a float) of the add-one
     smoothed unigram model fitted on train_ids."""
     # YOUR CODE HERE
@@ -106,19 +95,11 @@ def check_unigram_loss(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. the bigram baseline
-def bigram_loss(train_ids, val_ids, vocab_size):
-    V = vocab_size
-    pairs = train_ids[:-1] * V + train_ids[1:]  # one index per (previous, next) pair
-    counts = torch.bincount(pairs, minlength=V * V).double().view(V, V) + 1  # row b: the characters after b
-    log_p = counts.log() - counts.sum(-1, keepdim=True).log()  # log p(c | b) = log (n_bc + 1) / (n_b + V)
-    return float(-log_p[val_ids[:-1], val_ids[1:]].mean())  # nats per predicted character
-
-
-@exercise(part=PART, name="bigram_loss", title="The bigram baseline", difficulty="★★☆", minutes=15,
+@exercise(part=PART, name="bigram_loss", title="The bigram baseline", difficulty="★☆☆", minutes=10,
           hint="Count the training pairs (b, c) of consecutive characters into a V × V table, add one to every cell, "
                "and divide each row b by its sum (n_b + V). The loss averages −ln p(c | b) over the M − 1 "
                "consecutive pairs of the validation text.",
-          solution=bigram_loss, stub='''def bigram_loss(train_ids, val_ids, vocab_size):
+          stub='''def bigram_loss(train_ids, val_ids, vocab_size):
     """train_ids (N,), val_ids (M,) int64 -> the validation cross-entropy (nats/char, a float) of the add-one
     smoothed bigram model p(c | b) fitted on train_ids, over the M − 1 consecutive pairs of val_ids."""
     # YOUR CODE HERE
@@ -145,17 +126,11 @@ def check_bigram_loss(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. the loss at each position of the window
-def window_position_losses(logits, targets):
-    log_p = torch.log_softmax(logits, dim=-1)  # (B, T, V): normalised log-probabilities
-    picked = log_p.gather(-1, targets[..., None])[..., 0]  # (B, T): log p(target) at every position
-    return -picked.mean(0)  # (T,): averaged over the windows, one value per position
-
-
 @exercise(part=PART, name="window_position_losses", title="The loss at each position of the window",
-          difficulty="★★☆", minutes=15,
+          difficulty="★☆☆", minutes=5,
           hint="Turn the logits into log-probabilities with log_softmax over the vocabulary (last axis), pick the "
                "target's entry at every (window, position), negate, and average over the windows (axis 0) only.",
-          solution=window_position_losses, stub='''def window_position_losses(logits, targets):
+          stub='''def window_position_losses(logits, targets):
     """logits (B, T, V) float, targets (B, T) int64 -> (T,): the cross-entropy in nats at each position, averaged
     over the B windows."""
     # YOUR CODE HERE

@@ -25,19 +25,11 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
 
 
 # ---------------------------------------------------------------- 1. the rotation that shifts a position code
-def shift_rotation(dim, base=100.0):
-    n = dim // 2
-    w = torch.exp(-torch.log(torch.tensor(base, dtype=torch.float64)) * torch.arange(n, dtype=torch.float64) / n)
-    c, s = torch.diag(torch.cos(w)), torch.diag(torch.sin(w))
-    # p = (sin tω, cos tω): sin((t+1)ω) = sin tω cos ω + cos tω sin ω, cos((t+1)ω) = cos tω cos ω − sin tω sin ω
-    return torch.cat([torch.cat([c, s], dim=1), torch.cat([-s, c], dim=1)], dim=0)  # (dim, dim)
-
-
 @exercise(part=PART, name="shift_rotation", title="The rotation that moves a position code one step",
           difficulty="★★☆", minutes=15,
           hint="The codes are p_t = (sin tω_1 … sin tω_n, cos tω_1 … cos tω_n) with ω_f = base^(−f/n); expand "
                "sin((t+1)ω) and cos((t+1)ω) with the angle-addition formulas: a 2 × 2 rotation by ω per frequency.",
-          solution=shift_rotation, stub='''def shift_rotation(dim, base=100.0):
+          stub='''def shift_rotation(dim, base=100.0):
     """The (dim, dim) matrix R with R p_t = p_{t+1} for the sinusoidal codes of mesa.positional_codes(T, dim, base)."""
     # YOUR CODE HERE
     raise NotImplementedError("shift_rotation")
@@ -56,18 +48,11 @@ def check_shift_rotation(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. the copy head's attention
-def copy_attention(T, dim, beta):
-    p = mesa.positional_codes(T + 1, dim, dtype=torch.float64)  # p_0 … p_T
-    scores = beta * p[:T] @ p[1:].T  # score of query t for key j: β p_t · p_{j+1}, largest at j = t − 1
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    return torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)  # (T, T), rows sum to 1
-
-
 @exercise(part=PART, name="copy_attention", title="The attention pattern of a previous-token head",
           difficulty="★☆☆", minutes=10,
           hint="Score query t against key j by β p_t·p_{j+1} (the key is the code moved one step on), mask j > t "
                "with −∞, softmax each row.",
-          solution=copy_attention, stub='''def copy_attention(T, dim, beta):
+          stub='''def copy_attention(T, dim, beta):
     """(T, T) causal softmax attention whose query t scores key j by β p_t·p_(j+1) (codes: mesa.positional_codes)."""
     # YOUR CODE HERE
     raise NotImplementedError("copy_attention")
@@ -95,16 +80,11 @@ def check_copy_attention(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. one GD step on copied pairs
-def gd_on_copied(states, copied, lr):
-    scores = (states @ copied.transpose(1, 2)).tril()  # (B, T, T): query s_t · key c_j for j ≤ t
-    return lr * scores @ states  # ŝ_{t+1} = η Σ_{j≤t} (c_j · s_t) s_j, (B, T, D)
-
-
 @exercise(part=PART, name="gd_on_copied", title="One GD step on the pairs a copy head built", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Token j now holds (s_j, c_j) with c_j the copied state; causal linear attention with query s_t, "
                "key c_j and value s_j gives η Σ_{j≤t} (c_j·s_t) s_j — GD-1 when c_j = s_(j−1).",
-          solution=gd_on_copied, stub='''def gd_on_copied(states, copied, lr):
+          stub='''def gd_on_copied(states, copied, lr):
     """states, copied (B, T, D): s_t and the copied c_t in token t -> η Σ_(j≤t) (c_j · s_t) s_j, (B, T, D)."""
     # YOUR CODE HERE
     raise NotImplementedError("gd_on_copied")
@@ -124,16 +104,11 @@ def check_gd_on_copied(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. what a uniform head copies
-def uniform_copy(states):
-    t = torch.arange(1, states.shape[1] + 1, dtype=states.dtype)[None, :, None]
-    return torch.cumsum(states, dim=1) / t  # (1/t) Σ_{j≤t} s_j, (B, T, D)
-
-
 @exercise(part=PART, name="uniform_copy", title="What a head that has not learned to copy writes",
-          difficulty="★☆☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="A softmax head with equal scores gives every visible token j ≤ t the weight 1/t: it writes the "
                "running mean of the states.",
-          solution=uniform_copy, stub='''def uniform_copy(states):
+          stub='''def uniform_copy(states):
     """states (B, T, D) -> what a causal softmax head with all scores equal writes at every position, (B, T, D)."""
     # YOUR CODE HERE
     raise NotImplementedError("uniform_copy")
@@ -151,5 +126,4 @@ def check_uniform_copy(fn) -> None:
     raise AssertionError(f"the running mean differs (max abs error {float((got - ref).abs().max()):.3g})")
 
 
-__all__ = ["shift_rotation", "check_shift_rotation", "copy_attention", "check_copy_attention", "gd_on_copied",
-           "check_gd_on_copied", "uniform_copy", "check_uniform_copy"]
+__all__ = ["check_shift_rotation", "check_copy_attention", "check_gd_on_copied", "check_uniform_copy"]

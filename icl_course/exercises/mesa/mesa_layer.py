@@ -28,15 +28,10 @@ def _qkv(seed: int, T: int, dk: int, dv: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 # ---------------------------------------------------------------- 1. one Sherman–Morrison step
-def sherman_morrison_step(R, k):
-    u = (R @ k[..., None])[..., 0]  # (B, d) = R k (R is symmetric, so kᵀ R = uᵀ)
-    return R - u[..., :, None] * u[..., None, :] / (1 + (k * u).sum(-1))[..., None, None]  # R − R k kᵀ R / (1 + kᵀ R k)
-
-
-@exercise(part=PART, name="sherman_morrison_step", title="One Sherman–Morrison step", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="sherman_morrison_step", title="One Sherman–Morrison step", difficulty="★☆☆", minutes=5,
           hint="(A + k kᵀ)⁻¹ = R − (R k)(R k)ᵀ / (1 + kᵀ R k) with R = A⁻¹: a rank-one correction with a minus sign "
                "and a denominator 1 + kᵀ R k.",
-          solution=sherman_morrison_step, stub='''def sherman_morrison_step(R, k):
+          stub='''def sherman_morrison_step(R, k):
     """(A + k kᵀ)⁻¹ from R = A⁻¹ (symmetric) without inverting anything. R (B, d, d), k (B, d) -> (B, d, d)."""
     # YOUR CODE HERE
     raise NotImplementedError("sherman_morrison_step")
@@ -62,17 +57,11 @@ def check_sherman_morrison_step(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. the mesa output at one position
-def mesa_output_at(q, k, v, lam, t):
-    K, V = k[: t + 1], v[: t + 1]  # the pairs t' ≤ t (t is 0-based), (t+1, dk) and (t+1, dv)
-    A = K.T @ K + lam * torch.eye(k.shape[1], dtype=k.dtype)  # Σ k kᵀ + λ I, (dk, dk)
-    return V.T @ (K @ torch.linalg.solve(A, q[t]))  # (Σ v kᵀ)(Σ k kᵀ + λI)⁻¹ q_t, (dv,)
-
-
 @exercise(part=PART, name="mesa_output_at", title="The mesa layer at one position, by a direct solve",
-          difficulty="★☆☆", minutes=15,
+          difficulty="★☆☆", minutes=10,
           hint="out_t = (Σ_{t'≤t} v_{t'} k_{t'}ᵀ)(Σ_{t'≤t} k_{t'} k_{t'}ᵀ + λI)⁻¹ q_t: keep rows 0..t (t included), "
                "add λ (the ridge λ itself) to the diagonal, solve instead of inverting.",
-          solution=mesa_output_at, stub='''def mesa_output_at(q, k, v, lam, t):
+          stub='''def mesa_output_at(q, k, v, lam, t):
     """One head, one sequence: q, k (T, dk), v (T, dv), ridge λ > 0, 0-based position t -> out_t (dv,)."""
     # YOUR CODE HERE
     raise NotImplementedError("mesa_output_at")
@@ -97,19 +86,11 @@ def check_mesa_output_at(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. ridge on the pairs seen so far
-def ridge_next_state(states, lam):
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)  # s_{j−1} (s_0 = 0), (B, T, D)
-    A = torch.cumsum(prev[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} s_{j−1} s_{j−1}ᵀ, (B, T, D, D)
-    C = torch.cumsum(states[..., :, None] * prev[..., None, :], dim=1)  # Σ_{j≤t} s_j s_{j−1}ᵀ, (B, T, D, D)
-    eye = torch.eye(states.shape[-1], dtype=states.dtype)
-    return (C @ torch.linalg.solve(A + lam * eye, states[..., None]))[..., 0]  # W_t s_t, (B, T, D)
-
-
 @exercise(part=PART, name="ridge_next_state", title="Ridge regression on the pairs seen so far",
           difficulty="★★☆", minutes=20,
           hint="At position t fit W_t = (Σ_{j≤t} s_j s_{j−1}ᵀ)(Σ_{j≤t} s_{j−1} s_{j−1}ᵀ + λI)⁻¹ with s_0 = 0 "
                "(cumulative sums over t of outer products), then predict ŝ_{t+1} = W_t s_t.",
-          solution=ridge_next_state, stub='''def ridge_next_state(states, lam):
+          stub='''def ridge_next_state(states, lam):
     """states (B, T, D) = s_1 … s_T -> (B, T, D): at every t the ridge (λ) prediction W_t s_t from the pairs
     (s_{j−1}, s_j), j ≤ t, with s_0 = 0."""
     # YOUR CODE HERE
@@ -132,17 +113,11 @@ def check_ridge_next_state(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. the official 1/λ parametrisation
-def ridge_from_official(lambdas):
-    if not bool((lambdas > 0).all()):  # R_0 = λ_s I must be positive definite: otherwise no ridge problem is solved
-        raise ValueError(f"lambdas must be > 0, got {lambdas.tolist()}")
-    return 1.0 / lambdas  # R_0 = λ_s I = (ridge λ · I)⁻¹, so the ridge λ is 1/λ_s
-
-
 @exercise(part=PART, name="ridge_from_official", title="From the official lambdas to the ridge λ",
-          difficulty="★☆☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="The official recursion starts at R_0 = λ_s I = (Σ k kᵀ + ridge·I)⁻¹ before any key, so ridge = 1/λ_s; "
                "λ_s ≤ 0 makes R_0 indefinite (no ridge problem at all): raise ValueError.",
-          solution=ridge_from_official, stub='''def ridge_from_official(lambdas):
+          stub='''def ridge_from_official(lambdas):
     """The official mesa layer's per-head parameter (H,) (its recursion starts at R_0 = lambdas · I) -> the ridge
     λ (H,) of Σ k kᵀ + λ I. Raise ValueError when any entry is not > 0."""
     # YOUR CODE HERE

@@ -29,16 +29,11 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
 
 
 # ---------------------------------------------------------------- 1. a prompt from examples
-def interleave_prompt(x, y):
-    B, K, D = x.shape
-    return torch.stack([x, y], dim=2).reshape(B, 2 * K, D)  # x_1, y_1, x_2, y_2, …
-
-
 @exercise(part=PART, name="interleave_prompt", title="Lay the examples out as one sequence", difficulty="★☆☆",
           minutes=5,
           hint="Stack x and y along a new axis after the example axis — (B, K, 2, D) — and merge the two axes, so "
                "that x_i is followed by its own y_i.",
-          solution=interleave_prompt, stub='''def interleave_prompt(x, y):
+          stub='''def interleave_prompt(x, y):
     """x, y (B, K, D) -> the prompt [x_1, y_1, x_2, y_2, …], (B, 2K, D)."""
     # YOUR CODE HERE
     raise NotImplementedError("interleave_prompt")
@@ -56,16 +51,11 @@ def check_interleave_prompt(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. GD on the task's pairs
-def task_pair_gd(x, y, lr):
-    seen = (x @ x.transpose(1, 2)).tril(-1)  # (B, K, K): x_j · x_i for the examples j < i seen before i
-    return lr * seen @ y  # ŷ_i = η Σ_{j<i} (x_j · x_i) y_j, (B, K, D)
-
-
 @exercise(part=PART, name="task_pair_gd", title="One GD step on the examples seen so far", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="One GD step from W = 0 on ½ Σ_j ‖y_j − W x_j‖² gives W = η Σ_j y_j x_jᵀ; apply it to x_i with only "
                "the examples j < i (a strictly lower-triangular mask).",
-          solution=task_pair_gd, stub='''def task_pair_gd(x, y, lr):
+          stub='''def task_pair_gd(x, y, lr):
     """x, y (B, K, D) -> ŷ_i = η Σ_(j<i) (x_j · x_i) y_j for every example i, (B, K, D)."""
     # YOUR CODE HERE
     raise NotImplementedError("task_pair_gd")
@@ -85,47 +75,41 @@ def check_task_pair_gd(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. the limit of the spurious pairs
-def spurious_limit_loss(dim, x_range):
-    # the fit tends to W (r²/3)(2r²/3)⁻¹ = W/2: the prediction is y/2, and ½ E‖y/2 − y‖² = ½ · ¼ · D r²/3
-    return dim * x_range**2 / 24
-
-
-@exercise(part=PART, name="spurious_limit_loss", title="Half of the answer: the loss of ridge on every pair",
-          difficulty="★★☆", minutes=15,
-          hint="With x ~ U(−r, r)^D, E x xᵀ = (r²/3) I and, W being orthogonal, E y yᵀ too. The spurious pairs add "
-               "E y yᵀ to the Gram matrix but nothing to the cross term on average. What does the fit tend to, and "
-               "what is ½ E‖ŷ − y‖² then?",
-          solution=spurious_limit_loss, stub='''def spurious_limit_loss(dim, x_range):
-    """½ E||ŷ − y||² of ridge fitted on all pairs of an infinitely long prompt, x ~ U(−x_range, x_range)^dim."""
+@exercise(part=PART, name="spurious_limit_loss",
+          title="Half of the answer: the loss of ridge on every pair",
+          difficulty="★★☆", minutes=20,
+          hint="With x ~ U(−r, r)^D, E x xᵀ = (r²/3) I and, W being orthogonal, E y yᵀ = α² (r²/3) I for y = α W x. "
+               "The spurious pairs (y_i, x_(i+1)) add E y yᵀ to the Gram matrix but nothing to the cross term on "
+               "average. What does the fit tend to, and what is ½ E‖ŷ − y‖² then?",
+          stub='''def spurious_limit_loss(dim, x_range, scale):
+    """½ E||ŷ − y||² on the query of ridge fitted on all pairs of an infinitely long prompt of the task y = scale · W x
+    (W orthogonal), x ~ U(−x_range, x_range)^dim; a float."""
     # YOUR CODE HERE
     raise NotImplementedError("spurious_limit_loss")
 ''')
 def check_spurious_limit_loss(fn) -> None:
-    for dim, r in ((10, 1.0), (4, 2.5)):
-        got = float(fn(dim, r))
-        ref = mesa.spurious_limit(dim, r)
+    for dim, r, a in ((10, 1.0, 1.0), (4, 2.5, 1.0), (10, 1.0, 2.0), (6, 0.5, 0.5)):
+        got = float(fn(dim, r, a))
+        ref = a**6 * dim * r**2 / (6 * (1 + a**2) ** 2)  # the checker's own: the fit tends to W a/(1 + a²)
         if abs(got - ref) <= 1e-9 * ref:
             continue
-        assert abs(got - dim * r**2 / 6) > 1e-9, "that is the zero predictor's loss: the fit tends to W/2, not 0"
-        assert abs(got - dim * r**2 / 12) > 1e-9, "½ E||y/2 − y||² = ½ · ¼ · E||y||²: keep the factor ½ of the loss"
-        assert abs(got - dim * r / 24) > 1e-9, "E x_d² = r²/3 for x_d ~ U(−r, r): the range enters squared"
-        raise AssertionError(f"got {got:.6g}, expected {ref:.6g} for dim={dim}, x_range={r}")
+        assert abs(got - a**2 * dim * r**2 / 6) > 1e-9, (
+            "that is the zero predictor's loss: the fit does not tend to 0")
+        assert a == 1 or abs(got - a**2 * dim * r**2 / 24) > 1e-9, (
+            f"for scale={a:g} the fit is no longer W/2 times the scale: the spurious pairs' Gram term scales too")
+        assert abs(got - 2 * ref) > 1e-9 * ref, "keep the factor ½ of the loss"
+        assert r == 1 or abs(got - ref / r) > 1e-9 * ref, (
+            "E x_d² = r²/3 for x_d ~ U(−r, r): the range enters squared")
+        raise AssertionError(f"got {got:.6g}, expected {ref:.6g} for dim={dim}, x_range={r}, scale={a}")
 
 
 # ---------------------------------------------------------------- 4. what the mesa layer answers on a prompt
-def prompted_ridge(x, y, lam):
-    B, K, D = x.shape
-    states = torch.stack([x, y], dim=2).reshape(B, 2 * K, D)  # [x_1, y_1, x_2, y_2, …]
-    pred = solvers.causal_ridge_predict(states, lam)  # ridge on every pair (s_(j−1), s_j), j ≤ t, at each t
-    return pred[:, 0::2]  # read at the x_i: the prediction of the token after x_i, which is y_i
-
-
-@exercise(part=PART, name="prompted_ridge", title="Ridge regression on every pair of a prompt", difficulty="★★☆",
-          minutes=15,
+@exercise(part=PART, name="prompted_ridge", title="Ridge regression on every pair of a prompt", difficulty="★☆☆",
+          minutes=10,
           hint="Build the prompt, run mesa ridge regression on it (solvers.causal_ridge_predict fits W_t on the "
                "pairs (s_(j−1), s_j), j ≤ t, and predicts s_(t+1) = W_t s_t), and keep the outputs at the positions "
                "of the x_i.",
-          solution=prompted_ridge, stub='''def prompted_ridge(x, y, lam):
+          stub='''def prompted_ridge(x, y, lam):
     """x, y (B, K, D) -> ridge's answer for each y_i from the prompt [x_1, y_1, x_2, y_2, …] up to x_i, (B, K, D)."""
     # YOUR CODE HERE
     raise NotImplementedError("prompted_ridge")
@@ -146,5 +130,4 @@ def check_prompted_ridge(fn) -> None:
         raise AssertionError(f"the answers differ (max abs error {float((got - ref).abs().max()):.3g})")
 
 
-__all__ = ["interleave_prompt", "check_interleave_prompt", "task_pair_gd", "check_task_pair_gd",
-           "spurious_limit_loss", "check_spurious_limit_loss", "prompted_ridge", "check_prompted_ridge"]
+__all__ = ["check_interleave_prompt", "check_task_pair_gd", "check_spurious_limit_loss", "check_prompted_ridge"]

@@ -29,16 +29,10 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
 
 
 # ---------------------------------------------------------------- 1. the stacked history
-def history_stack(obs, k):
-    B, T, p = obs.shape
-    padded = torch.cat([obs.new_zeros(B, k - 1, p), obs], dim=1)  # o_(2−k) … o_0 are zeros
-    return torch.cat([padded[:, k - 1 - i:k - 1 - i + T] for i in range(k)], dim=-1)  # [o_t, o_(t−1), …]
-
-
 @exercise(part=PART, name="history_stack", title="Stack the last k observations", difficulty="★☆☆", minutes=10,
           hint="Put k − 1 zero observations in front of the sequence; the i-th block of z_t is then the padded "
                "sequence shifted by i positions. The newest observation comes first.",
-          solution=history_stack, stub='''def history_stack(obs, k):
+          stub='''def history_stack(obs, k):
     """obs (B, T, p) -> z_t = [o_t, o_(t−1), …, o_(t−k+1)] (zeros before o_1), (B, T, k·p)."""
     # YOUR CODE HERE
     raise NotImplementedError("history_stack")
@@ -59,13 +53,9 @@ def check_history_stack(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. a contracting transition
-def contracting_w(eigenvalues, U):
-    return U @ torch.diag_embed(eigenvalues) @ torch.linalg.inv(U)  # W = U diag(λ) U⁻¹, (B, D, D)
-
-
 @exercise(part=PART, name="contracting_w", title="A transition with chosen eigenvalues", difficulty="★☆☆", minutes=5,
           hint="W U = U diag(λ) says that the columns of U are eigenvectors with eigenvalues λ; solve for W.",
-          solution=contracting_w, stub='''def contracting_w(eigenvalues, U):
+          stub='''def contracting_w(eigenvalues, U):
     """eigenvalues (B, D), eigenvectors U (B, D, D) as columns -> W (B, D, D) with W U = U diag(λ)."""
     # YOUR CODE HERE
     raise NotImplementedError("contracting_w")
@@ -86,18 +76,11 @@ def check_contracting_w(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. history ridge as a mesa layer
-def history_ridge_mesa(obs, k, lam):
-    z = mesa.history_tokens(obs, k)  # (B, T, k·p)
-    z_prev = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], dim=1)  # z_(t−1), z_0 = 0
-    out = mesa.mesa_attention(z[:, None], z_prev[:, None], obs[:, None], lam)  # one head: q = z_t, k = z_(t−1), v = o_t
-    return out[:, 0]  # ô_(t+1), (B, T, p)
-
-
-@exercise(part=PART, name="history_ridge_mesa", title="History ridge is one mesa head", difficulty="★★☆", minutes=15,
+@exercise(part=PART, name="history_ridge_mesa", title="History ridge is one mesa head", difficulty="★☆☆", minutes=5,
           hint="The objective regresses o_j on z_(j−1) over j ≤ t and applies the fit to z_t: keys are the inputs of "
                "the regression, values its targets, the query what the fit is applied to. mesa_attention takes "
                "(B, H, T, d) tensors.",
-          solution=history_ridge_mesa, stub='''def history_ridge_mesa(obs, k, lam):
+          stub='''def history_ridge_mesa(obs, k, lam):
     """obs (B, T, p) -> ô_(t+1) of ridge regression of o_j on z_(j−1), j ≤ t, via mesa.mesa_attention, (B, T, p)."""
     # YOUR CODE HERE
     raise NotImplementedError("history_ridge_mesa")
@@ -118,17 +101,11 @@ def check_history_ridge_mesa(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. the zero predictor on contracting sequences
-def zero_loss(eigenvalues, t, noise_std):
-    lam2 = eigenvalues**2  # W symmetric: E‖W^m x‖² = Σ_i λ_i^(2m) E x_i² for isotropic x
-    signal = (lam2**t).sum(-1) / 3  # s_(t+1) = W^t s_1 + …, E s_1 s_1ᵀ = I/3
-    noise = noise_std**2 * sum((lam2**m).sum(-1) for m in range(t))  # Σ_(m<t) W^m ε_(t−m)
-    return 0.5 * (signal + noise)  # (B,)
-
-
-@exercise(part=PART, name="zero_loss", title="How fast a contracting sequence fades", difficulty="★★☆", minutes=15,
+@exercise(part=PART, name="zero_loss",
+          title="How fast a contracting sequence fades", difficulty="★☆☆", minutes=5,
           hint="Write s_(t+1) = W^t s_1 + Σ_(m<t) W^m ε with s_1 ~ U(−1, 1)^D and ε ~ N(0, σ²I) independent, and use "
                "that W = U diag(λ) Uᵀ is symmetric with orthogonal U.",
-          solution=zero_loss, stub='''def zero_loss(eigenvalues, t, noise_std):
+          stub='''def zero_loss(eigenvalues, t, noise_std):
     """eigenvalues (B, D) of a symmetric W -> ½ E||s_(t+1)||², the zero predictor's loss at position t, (B,)."""
     # YOUR CODE HERE
     raise NotImplementedError("zero_loss")
@@ -150,5 +127,4 @@ def check_zero_loss(fn) -> None:
         raise AssertionError(f"got {got.tolist()}, expected {ref.tolist()} at t={t}, noise_std={sig}")
 
 
-__all__ = ["history_stack", "check_history_stack", "contracting_w", "check_contracting_w", "history_ridge_mesa",
-           "check_history_ridge_mesa", "zero_loss", "check_zero_loss"]
+__all__ = ["check_history_stack", "check_contracting_w", "check_history_ridge_mesa", "check_zero_loss"]

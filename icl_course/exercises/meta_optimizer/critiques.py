@@ -21,17 +21,11 @@ F64 = torch.float64
 
 
 # ---------------------------------------------------------------- 1. AUC of a margin
-def margin_auc(margin, labels):
-    pos, neg = margin[labels == 1], margin[labels == 0]
-    diff = pos[:, None] - neg[None, :]  # every (positive, negative) pair
-    return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())  # ties count half
-
-
 @exercise(part=PART, name="margin_auc", title="Does a score know the task? The AUC of a margin", difficulty="★☆☆",
           minutes=10,
           hint="Over every pair of one positive and one negative review, count the pairs where the positive one has "
                "the larger margin; a tie counts one half. Divide by the number of pairs.",
-          solution=margin_auc, stub='''def margin_auc(margin, labels):
+          stub='''def margin_auc(margin, labels):
     """margin (n,) a score, labels (n,) 0/1 -> the probability that a random positive review scores higher than a
     random negative one (ties count half), a float in [0, 1]."""
     # YOUR CODE HERE
@@ -53,17 +47,12 @@ def check_margin_auc(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. shared key/value heads
-def expand_kv_heads(k, n_heads):
-    groups = n_heads // k.shape[0]  # query heads per key/value head
-    return k.repeat_interleave(groups, dim=0)  # head h reads key/value head h // groups
-
-
 @exercise(part=PART, name="expand_kv_heads", title="One key per query head, from shared key/value heads",
-          difficulty="★☆☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="With grouped-query attention, query heads 0..g−1 read key/value head 0, heads g..2g−1 head 1, and so "
                "on (g = n_heads / n_kv_heads): repeat each key/value head g times in place (repeat_interleave), do "
                "not tile the whole stack.",
-          solution=expand_kv_heads, stub='''def expand_kv_heads(k, n_heads):
+          stub='''def expand_kv_heads(k, n_heads):
     """k (H_kv, T, d) keys (or values) of H_kv shared heads -> (n_heads, T, d), the keys each query head reads."""
     # YOUR CODE HERE
     raise NotImplementedError("expand_kv_heads")
@@ -79,21 +68,12 @@ def check_expand_kv_heads(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. softmax's change against ΔW_ICL q
-def softmax_update_cosine(q, k_demo, v_demo, k_text, v_text, scale):
-    k_all, v_all = torch.cat([k_demo, k_text]), torch.cat([v_demo, v_text])  # (Td + Tt, d)
-    with_demos = torch.softmax(scale * (k_all @ q), 0) @ v_all  # softmax attention over demonstrations and text
-    text_only = torch.softmax(scale * (k_text @ q), 0) @ v_text  # the zero-shot prompt's attention
-    dw_q = v_demo.T @ (k_demo @ q)  # ΔW_ICL q = Σ_demo v_j (k_j · q)
-    change = with_demos - text_only
-    return float(change @ dw_q / (change.norm() * dw_q.norm()))
-
-
 @exercise(part=PART, name="softmax_update_cosine", title="Softmax's ICL change against the linear ΔW_ICL q",
-          difficulty="★★☆", minutes=20,
+          difficulty="★★☆", minutes=15,
           hint="Softmax attention of q over [demonstrations; text] minus softmax attention over the text alone is "
                "what the demonstrations change; the linear form's change is ΔW_ICL q = Σ_demo v_j (k_j·q). Return "
                "the cosine of the two.",
-          solution=softmax_update_cosine, stub='''def softmax_update_cosine(q, k_demo, v_demo, k_text, v_text, scale):
+          stub='''def softmax_update_cosine(q, k_demo, v_demo, k_text, v_text, scale):
     """One head: q (d,), k_demo (Td, d), v_demo (Td, dv), k_text (Tt, d), v_text (Tt, dv), logit scale -> the cosine
     (a float) of softmax attention's ICL-induced change and ΔW_ICL q."""
     # YOUR CODE HERE
@@ -118,16 +98,11 @@ def check_softmax_update_cosine(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. the standard error of a paired difference
-def paired_sem(a, b):
-    d = a - b  # one difference per review: the pairing removes what the reviews share
-    return float(d.std(correction=1) / len(d) ** 0.5)
-
-
 @exercise(part=PART, name="paired_sem", title="The standard error of a paired difference", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Take the per-review differences a − b first, then their sample standard deviation (n − 1) divided by "
                "√n. Not the difference of two separate standard errors, and not the standard deviation itself.",
-          solution=paired_sem, stub='''def paired_sem(a, b):
+          stub='''def paired_sem(a, b):
     """a, b (n,) two scores of the same n reviews -> the standard error of the mean of a − b (a float)."""
     # YOUR CODE HERE
     raise NotImplementedError("paired_sem")

@@ -39,16 +39,10 @@ def _layer(seed: int, N: int = 7, d_in: int = 4, d_out: int = 3, Tq: int = 5):
 
 
 # ---------------------------------------------------------------- 1. the dual form of one GD step
-def dual_form_predict(W0, X, Y, lr, x):
-    errors = -(lr / X.shape[0]) * (X @ W0.T - Y)  # e_i = −η ∂L/∂(W0 x_i) for L = 1/(2N) Σ ||W x_i − y_i||², (N, d_out)
-    scores = x @ X.T  # attention scores x_i · x, (Tq, N)
-    return x @ W0.T + scores @ errors  # W0 x + Σ_i e_i (x_i · x), (Tq, d_out)
-
-
-@exercise(part=PART, name="dual_form_predict", title="The dual form of one GD step", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="dual_form_predict", title="The dual form of one GD step", difficulty="★☆☆", minutes=5,
           hint="Error signals e_i = −(η/N)(W0 x_i − y_i); output W0 x + Σ_i e_i (x_i·x): keys are the training "
                "inputs, values the error signals; the updated W is never needed.",
-          solution=dual_form_predict, stub='''def dual_form_predict(W0, X, Y, lr, x):
+          stub='''def dual_form_predict(W0, X, Y, lr, x):
     """W0 (d_out, d_in), X (N, d_in), Y (N, d_out), step size lr, queries x (Tq, d_in) -> (Tq, d_out):
     the output of W0 after one GD step on L = 1/(2N) Σ ||W x_i − y_i||², computed as W0 x + linear attention."""
     # YOUR CODE HERE
@@ -73,17 +67,11 @@ def check_dual_form_predict(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. ΔW_ICL from keys and values
-def delta_w_icl(k_demo, v_demo, k_text, v_text):
-    W_zsl = v_text.T @ k_text  # Σ_text v_j k_jᵀ, (d_v, d_k)
-    dW_icl = v_demo.T @ k_demo  # Σ_demo v_j k_jᵀ, (d_v, d_k)
-    return W_zsl, dW_icl
-
-
 @exercise(part=PART, name="delta_w_icl", title="The zero-shot weights and ΔW_ICL from keys and values",
-          difficulty="★☆☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="Linear attention Σ_j v_j (k_j·q) = (Σ_j v_j k_jᵀ) q: W_zsl sums v kᵀ over the query-text tokens, "
                "ΔW_ICL over the demonstrations; each is (d_v, d_k) = Vᵀ K.",
-          solution=delta_w_icl, stub='''def delta_w_icl(k_demo, v_demo, k_text, v_text):
+          stub='''def delta_w_icl(k_demo, v_demo, k_text, v_text):
     """Keys (T, d_k) and values (T, d_v) of the demonstrations and of the query text
     -> (W_zsl, dW_icl), each (d_v, d_k), with linear attention over both sets = (W_zsl + dW_icl) q."""
     # YOUR CODE HERE
@@ -106,22 +94,11 @@ def check_delta_w_icl(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. the K-step dual form
-def k_step_dual_form(W0, X, Y, lr, steps, x):
-    N, W, keys, values = X.shape[0], W0, [], []
-    for _ in range(steps):
-        errors = -(lr / N) * (X @ W.T - Y)  # this step's error signals, at this step's weights, (N, d_out)
-        W = W + errors.T @ X  # the primal update, only to compute the next step's errors
-        keys.append(X)
-        values.append(errors)
-    K, V = torch.cat(keys), torch.cat(values)  # the memory, step by step: (steps·N, d_in), (steps·N, d_out)
-    return x @ W0.T + (x @ K.T) @ V, K, V  # W0 x + Σ_t Σ_i e_i^(t) (x_i · x), and the memory
-
-
-@exercise(part=PART, name="k_step_dual_form", title="The dual form of K GD steps", difficulty="★★☆", minutes=20,
+@exercise(part=PART, name="k_step_dual_form", title="The dual form of K GD steps", difficulty="★★☆", minutes=15,
           hint="Each step t has its own errors e_i^(t) = −(η/N)(W_t x_i − y_i), computed at that step's weights W_t; "
                "the memory keeps every step's inputs as keys and errors as values, step 0 first (steps·N rows), and "
                "the output is W0 x + Σ_t Σ_i e_i^(t)(x_i·x) over that memory.",
-          solution=k_step_dual_form, stub='''def k_step_dual_form(W0, X, Y, lr, steps, x):
+          stub='''def k_step_dual_form(W0, X, Y, lr, steps, x):
     """W0 (d_out, d_in), X (N, d_in), Y (N, d_out), step size lr, number of steps, queries x (Tq, d_in)
     -> (output (Tq, d_out), keys (steps·N, d_in), values (steps·N, d_out)): the output after `steps` full-batch GD
     steps, as W0 x + linear attention over the memory of all steps (step 0 first), and that memory."""
@@ -157,20 +134,11 @@ def check_k_step_dual_form(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. SimAOU from attention outputs
-def simaou_from_outputs(zsl, icl, ft):
-    def unit(h):  # each row L2-normalised first: rescaling one run's outputs, or one row, then changes nothing
-        return h / h.norm(dim=-1, keepdim=True)
-
-    du, dv = unit(icl) - unit(zsl), unit(ft) - unit(zsl)  # the ICL and FT updates, (n_ex, d)
-    cos = (du * dv).sum(-1) / (du.norm(dim=-1) * dv.norm(dim=-1))  # (n_ex,)
-    return float(cos.mean())
-
-
 @exercise(part=PART, name="simaou_from_outputs", title="SimAOU from attention outputs", difficulty="★☆☆",
           minutes=10,
           hint="Normalise each output row to unit length first, then take the updates ĥ_ICL − ĥ_ZSL and ĥ_FT − ĥ_ZSL, "
                "their cosine per example, and the mean over examples.",
-          solution=simaou_from_outputs, stub='''def simaou_from_outputs(zsl, icl, ft):
+          stub='''def simaou_from_outputs(zsl, icl, ft):
     """Attention outputs at the last token (n_ex, d) of the zero-shot, in-context and fine-tuned model
     -> SimAOU (a float): the mean cosine of the ICL update and the FT update."""
     # YOUR CODE HERE
@@ -211,15 +179,10 @@ def check_simaou_from_outputs(fn) -> None:
 
 
 # ---------------------------------------------------------------- 5. Rec2FTP by hand
-def rec2ftp_by_hand(zsl, icl, ft):
-    fixed_by_ft = ~zsl & ft  # examples fine-tuning fixed
-    return 100.0 * float((fixed_by_ft & icl).sum()) / float(fixed_by_ft.sum())  # share ICL fixed too, in percent
-
-
 @exercise(part=PART, name="rec2ftp_by_hand", title="Rec2FTP by hand", difficulty="★☆☆", minutes=5,
           hint="Denominator: examples ZSL gets wrong and FT gets right; numerator: those of them ICL gets right too; "
                "report a percentage.",
-          solution=rec2ftp_by_hand, stub='''def rec2ftp_by_hand(zsl, icl, ft):
+          stub='''def rec2ftp_by_hand(zsl, icl, ft):
     """Boolean "correct" vectors (n_ex,) of the zero-shot, in-context and fine-tuned model -> Rec2FTP in percent."""
     # YOUR CODE HERE
     raise NotImplementedError("rec2ftp_by_hand")

@@ -45,18 +45,10 @@ def _slip_ema(got: torch.Tensor, v: torch.Tensor, eta: float) -> None:
 
 
 # ---------------------------------------------------------------- 1. the EMA of the values by a loop
-def ema_loop(v, eta):
-    out, m = [torch.zeros_like(v[0])], torch.zeros_like(v[0])  # m_1 = 0: nothing before the first token
-    for t in range(1, v.shape[0]):
-        m = eta * (m + v[t - 1])  # m_t = η (m_{t−1} + v_{t−1}) = Σ_{i<t} η^{t−i} v_i
-        out.append(m)
-    return torch.stack(out)  # (T, d)
-
-
-@exercise(part=PART, name="ema_loop", title="The momentum of the values, by a loop", difficulty="★☆☆", minutes=10,
+@exercise(part=PART, name="ema_loop", title="The momentum of the values, by a loop", difficulty="★☆☆", minutes=5,
           hint="m_t = Σ_{i<t} η^{t−i} v_i obeys m_1 = 0 and m_t = η (m_{t−1} + v_{t−1}): no (1 − η) factor, and "
                "v_t itself is not in m_t.",
-          solution=ema_loop, stub='''def ema_loop(v, eta):
+          stub='''def ema_loop(v, eta):
     """v (T, d), 0 ≤ η < 1 -> (T, d): row t is m_t = Σ_{i<t} η^{t−i} v_i (0-based rows; m_0 = 0)."""
     # YOUR CODE HERE
     raise NotImplementedError("ema_loop")
@@ -73,16 +65,11 @@ def check_ema_loop(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. the closed form: one matrix product
-def decay_matrix(T, eta):
-    lag = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T): t − i
-    return torch.where(lag > 0, eta ** lag.double(), 0.0)  # η^{t−i} strictly below the diagonal
-
-
 @exercise(part=PART, name="decay_matrix", title="All positions at once: the decay matrix", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="D is (T, T) with D[t, i] = η^{t−i} where i < t and 0 on and above the diagonal, so that m = D v; "
                "build the lag t − i with two aranges.",
-          solution=decay_matrix, stub='''def decay_matrix(T, eta):
+          stub='''def decay_matrix(T, eta):
     """(T, T) float64 D with (D @ v)[t] = Σ_{i<t} η^{t−i} v[i] for every v (T, d)."""
     # YOUR CODE HERE
     raise NotImplementedError("decay_matrix")
@@ -101,17 +88,11 @@ def check_decay_matrix(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. momentum GD in its dual form
-def momentum_gd_dual(W0, x, e, q, lr, eta):
-    N = x.shape[0]
-    i = torch.arange(1, N + 1, dtype=x.dtype)
-    c = (1 - eta ** (N - i + 1)) / (1 - eta)  # c_i = Σ_{s=i}^{N} η^{s−i}: how often e_i x_iᵀ was added
-    return W0 @ q + lr * (c * (x @ q)) @ e  # W0 q + lr Σ_i c_i e_i (x_i·q): linear attention, values c_i e_i
-
-
-@exercise(part=PART, name="momentum_gd_dual", title="Momentum GD in its dual form", difficulty="★★☆", minutes=20,
+@exercise(part=PART, name="momentum_gd_dual",
+          title="Momentum GD in its dual form", difficulty="★☆☆", minutes=5,
           hint="Unroll u_s = η u_{s−1} + e_s x_sᵀ, W_s = W_{s−1} + lr u_s: W_N = W0 + lr Σ_i c_i e_i x_iᵀ with "
                "c_i = 1 + η + … + η^{N−i}; then W_N q = W0 q + lr Σ_i c_i e_i (x_i·q).",
-          solution=momentum_gd_dual, stub='''def momentum_gd_dual(W0, x, e, q, lr, eta):
+          stub='''def momentum_gd_dual(W0, x, e, q, lr, eta):
     """W0 (dy, dx), inputs x (N, dx), error signals e (N, dy), query q (dx,) -> W_N q (dy,), where
     u_s = η u_{s−1} + e_s x_sᵀ (u_0 = 0) and W_s = W_{s−1} + lr·u_s — without forming any W_s."""
     # YOUR CODE HERE
@@ -134,19 +115,10 @@ def check_momentum_gd_dual(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. one head of momentum attention
-def moattn_forward(q, k, v, eta):
-    T, dk = q.shape
-    scores = (q @ k.T) / dk**0.5  # (T, T): k_j·q_t / √dk
-    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))  # keys j ≤ t only
-    lag = torch.arange(T)[:, None] - torch.arange(T)[None, :]
-    D = torch.where(lag > 0, eta ** lag.to(v.dtype), 0.0)  # η^{t−i} for i < t
-    return torch.softmax(scores, dim=-1) @ v + D @ v  # Attn(V, K, q_t) + Σ_{i<t} η^{t−i} v_i
-
-
 @exercise(part=PART, name="moattn_forward", title="One head of momentum attention", difficulty="★★☆", minutes=15,
           hint="Causal softmax attention (scores k_j·q_t/√dk, keys j ≤ t) plus the unnormalised EMA of the earlier "
                "values Σ_{i<t} η^{t−i} v_i.",
-          solution=moattn_forward, stub='''def moattn_forward(q, k, v, eta):
+          stub='''def moattn_forward(q, k, v, eta):
     """One head: q, k (T, dk), v (T, dv), 0 ≤ η < 1 -> (T, dv), row t = MoAttn(V, K, q_t) (causal)."""
     # YOUR CODE HERE
     raise NotImplementedError("moattn_forward")

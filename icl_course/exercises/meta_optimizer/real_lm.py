@@ -23,16 +23,11 @@ REVIEWS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but bo
 
 
 # ---------------------------------------------------------------- 1. the demonstrations' prompt
-def demonstration_prompt(texts, labels, label_words, template, separator):
-    return "".join(template.format(text=t) + label_words[y] + separator for t, y in zip(texts, labels))
-
-
 @exercise(part=PART, name="demonstration_prompt", title="The demonstrations as one prompt prefix", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Each demonstration is the template filled with its review, then its label word (label_words[y], with "
                "its leading space), then the separator; concatenate them in the order given. The query text follows "
                "the last separator.",
-          solution=demonstration_prompt,
           stub='''def demonstration_prompt(texts, labels, label_words, template, separator):
     """texts: list of reviews; labels: list of 0/1; label_words: (word for 0, word for 1); template with '{text}';
     separator between demonstrations -> the prompt prefix (a str) that precedes the query text."""
@@ -44,29 +39,25 @@ def check_demonstration_prompt(fn) -> None:
     labels = [1, 0, 1, 0]
     got = fn(list(REVIEWS), list(labels), s.labels, s.template, s.separator)
     assert isinstance(got, str), f"demonstration_prompt must return a str, got {type(got).__name__}"
-    ref = demonstration_prompt(REVIEWS, labels, s.labels, s.template, s.separator)
+    def prompt(ys):  # the checker's own reference
+        return "".join(s.template.format(text=t) + s.labels[y] + s.separator for t, y in zip(REVIEWS, ys))
+
+    ref = prompt(labels)
     if got == ref:
         return
     assert got != "".join(s.template.format(text=t) + s.labels[y] for t, y in zip(REVIEWS, labels)), (
         "the demonstrations run into each other: end each one with the separator")
-    assert got != demonstration_prompt(REVIEWS, [1 - y for y in labels], s.labels, s.template, s.separator), (
+    assert got != prompt([1 - y for y in labels]), (
         "the label words are swapped: label_words[0] names class 0 (a negative review)")
     raise AssertionError(f"expected {ref[:120]!r}…, got {got[:120]!r}…")
 
 
 # ---------------------------------------------------------------- 2. the label margin
-def label_margin(logits, label_ids, y):
-    two = logits[:, label_ids]  # (n, 2): the logits of the class-0 and class-1 label tokens
-    right = two.gather(1, y[:, None])[:, 0]
-    wrong = two.gather(1, (1 - y)[:, None])[:, 0]
-    return right - wrong  # > 0 exactly when the prediction is correct
-
-
 @exercise(part=PART, name="label_margin", title="From next-token logits to a margin and a prediction",
-          difficulty="★☆☆", minutes=10,
+          difficulty="★☆☆", minutes=5,
           hint="Keep only the two label tokens' logits, then subtract the wrong label's logit from the right one's for "
                "every review: the margin is positive exactly when the prediction is correct.",
-          solution=label_margin, stub='''def label_margin(logits, label_ids, y):
+          stub='''def label_margin(logits, label_ids, y):
     """logits (n, V) next-token logits; label_ids (2,) the token ids naming class 0 and class 1; y (n,) the true
     classes -> (n,) the correct label's logit minus the other label's."""
     # YOUR CODE HERE
@@ -78,7 +69,8 @@ def check_label_margin(fn) -> None:
     label_ids = torch.tensor([7, 31])
     y = torch.randint(0, 2, (12,), generator=g)
     got = _expect(fn(logits.clone(), label_ids.clone(), y.clone()), (12,), "label_margin(logits, label_ids, y)")
-    ref = label_margin(logits, label_ids, y)
+    rows = torch.arange(12)
+    ref = logits[rows, label_ids[y]] - logits[rows, label_ids[1 - y]]
     if torch.allclose(got.to(F64), ref, atol=1e-12):
         return
     assert not torch.allclose(got.to(F64), -ref, atol=1e-12), "the sign is flipped: correct label minus the other one"
@@ -88,15 +80,10 @@ def check_label_margin(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. Rec2FTP's counts
-def rec2ftp_counts(zsl_margin, icl_margin, ft_margin):
-    fixed_by_ft = (zsl_margin <= 0) & (ft_margin > 0)  # zero-shot wrong, fine-tuning right
-    return int(fixed_by_ft.sum()), int((fixed_by_ft & (icl_margin > 0)).sum())
-
-
-@exercise(part=PART, name="rec2ftp_counts", title="Rec2FTP from the margins", difficulty="★★☆", minutes=10,
+@exercise(part=PART, name="rec2ftp_counts", title="Rec2FTP from the margins", difficulty="★☆☆", minutes=5,
           hint="A review counts when zero-shot is wrong (margin ≤ 0) and fine-tuning right (margin > 0); of those, "
                "how many ICL gets right. Return (denominator, numerator): Rec2FTP = 100 · numerator / denominator.",
-          solution=rec2ftp_counts, stub='''def rec2ftp_counts(zsl_margin, icl_margin, ft_margin):
+          stub='''def rec2ftp_counts(zsl_margin, icl_margin, ft_margin):
     """Three (n,) label margins (> 0: correct) -> (number of reviews ZSL got wrong and FT right, number of those ICL
     got right), two ints."""
     # YOUR CODE HERE
@@ -108,7 +95,8 @@ def check_rec2ftp_counts(fn) -> None:
     got = fn(z.clone(), i.clone(), f.clone())
     assert isinstance(got, (tuple, list)) and len(got) == 2, "return a pair (denominator, numerator)"
     den, num = (int(x) for x in got)
-    ref_den, ref_num = rec2ftp_counts(z, i, f)
+    ft_fixes = [k for k in range(40) if z[k] <= 0 < f[k]]
+    ref_den, ref_num = len(ft_fixes), sum(1 for k in ft_fixes if i[k] > 0)
     assert den != int((z <= 0).sum()), (
         "the denominator counts the reviews ZSL got wrong *and* FT got right, not every ZSL-wrong review")
     assert (den, num) != (ref_num, ref_den), "the pair is reversed: (denominator, numerator)"
@@ -117,18 +105,11 @@ def check_rec2ftp_counts(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. SimAM of one review
-def simam_one_review(icl_scores, other_scores, n_query):
-    a = icl_scores[..., -n_query:]  # the query text is the last n_query positions of both prompts
-    b = other_scores[..., -n_query:]
-    cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))  # (L, H): one cosine per layer and head
-    return cos.mean(-1)  # (L,): mean over heads
-
-
-@exercise(part=PART, name="simam_one_review", title="SimAM of one review, positions aligned", difficulty="★★☆",
-          minutes=15,
+@exercise(part=PART, name="simam_one_review", title="SimAM of one review, positions aligned", difficulty="★☆☆",
+          minutes=10,
           hint="The ICL prompt is longer (the demonstrations come first), so align by the end: keep the last n_query "
                "scores of both, take the cosine over positions for every layer and head, then average over heads.",
-          solution=simam_one_review, stub='''def simam_one_review(icl_scores, other_scores, n_query):
+          stub='''def simam_one_review(icl_scores, other_scores, n_query):
     """icl_scores (L, H, T_icl) and other_scores (L, H, T_other): the last token's pre-softmax scores over all
     positions of two prompts that end in the same n_query query-text tokens -> (L,) SimAM per layer."""
     # YOUR CODE HERE

@@ -23,18 +23,12 @@ F64 = torch.float64
 
 
 # ---------------------------------------------------------------- 1. freeze everything but K and V
-def freeze_all_but_kv(model):
-    for name, p in model.named_parameters():  # only the attention layers' key and value projections stay trainable
-        p.requires_grad_(name.endswith(("mix.W_K.weight", "mix.W_V.weight")))
-    return [name for name, p in model.named_parameters() if p.requires_grad]
-
-
 @exercise(part=PART, name="freeze_all_but_kv", title="Freeze everything but the keys and values",
           difficulty="★☆☆", minutes=10,
           hint="Loop over model.named_parameters(): requires_grad True only for blocks.<i>.mix.W_K.weight and "
                "blocks.<i>.mix.W_V.weight (every layer), False for everything else — queries, W_O, MLPs, LayerNorms, "
                "embeddings. Return the names left trainable.",
-          solution=freeze_all_but_kv, stub='''def freeze_all_but_kv(model):
+          stub='''def freeze_all_but_kv(model):
     """Set requires_grad so that only the key and value projections of every attention layer of the GPT are
     trainable; return the list of trainable parameter names."""
     # YOUR CODE HERE
@@ -55,22 +49,12 @@ def check_freeze_all_but_kv(fn) -> None:
 
 
 # ---------------------------------------------------------------- 2. one K/V-only SGD step by hand
-def kv_sgd_step(model, items, label, lr):
-    kv = mo.kv_parameters(model)  # [W_K, W_V] of every layer
-    loss = torch.nn.functional.cross_entropy(model(items[None])[:, -1], label[None])  # zero-shot format, last item
-    grads = torch.autograd.grad(loss, kv)
-    with torch.no_grad():
-        for w, g in zip(kv, grads):
-            w -= lr * g  # plain SGD: no momentum, no clipping
-    return float(loss.detach())
-
-
 @exercise(part=PART, name="kv_sgd_step", title="One fine-tuning step on the keys and values", difficulty="★★☆",
           minutes=15,
           hint="Cross-entropy of the logits at the *last* position of items[None] (1, L) against label; gradients "
                "with respect to mo.kv_parameters(model) only (torch.autograd.grad); then W ← W − lr·g in place "
                "under torch.no_grad(). Return the loss before the step.",
-          solution=kv_sgd_step, stub='''def kv_sgd_step(model, items, label, lr):
+          stub='''def kv_sgd_step(model, items, label, lr):
     """One plain-SGD step of Dai's fine-tuning baseline on one demonstration: items (L,) int64 in the zero-shot
     format, label () int64 its target at the last position; update only the K and V projections of every layer,
     in place. Return the loss before the step (float)."""
@@ -105,15 +89,10 @@ def check_kv_sgd_step(fn) -> None:
 
 
 # ---------------------------------------------------------------- 3. the paired statistic of a baseline
-def paired_gap(a, b):
-    d = a - b  # one difference per example: the pairing removes what both scores share
-    return float(d.mean()), float(d.std(correction=1) / d.numel() ** 0.5)  # mean and its standard error
-
-
 @exercise(part=PART, name="paired_gap", title="A metric against its baseline, paired", difficulty="★☆☆",
-          minutes=10,
+          minutes=5,
           hint="Subtract per example first, d = a − b; return d's mean and its standard error std(d, n − 1)/√n.",
-          solution=paired_gap, stub='''def paired_gap(a, b):
+          stub='''def paired_gap(a, b):
     """Per-example scores a, b (n_ex,) on the same examples (e.g. SimAOU and its baseline) -> (mean of a − b, its
     standard error), two floats."""
     # YOUR CODE HERE
@@ -135,15 +114,11 @@ def check_paired_gap(fn) -> None:
 
 
 # ---------------------------------------------------------------- 4. align ICL logits to the zero-shot positions
-def align_icl_logits(icl_logits, n_text):
-    return icl_logits[..., -n_text:]  # the query text is the prompt's last n_text tokens, in zero-shot order
-
-
 @exercise(part=PART, name="align_icl_logits", title="Align ICL attention logits to the zero-shot positions",
           difficulty="★☆☆", minutes=5,
           hint="The ICL prompt is demonstrations then the query text, so the query text is the *last* n_text "
                "positions; keep them in order (the zero-shot prompt's positions 0 … n_text − 1).",
-          solution=align_icl_logits, stub='''def align_icl_logits(icl_logits, n_text):
+          stub='''def align_icl_logits(icl_logits, n_text):
     """Pre-softmax logits of the last token over the whole ICL prompt (n_ex, n_heads, T_icl) -> those over the
     query text (n_ex, n_heads, n_text), aligned with the zero-shot prompt's positions."""
     # YOUR CODE HERE
