@@ -30,6 +30,9 @@ CHROMIUM = os.environ.get("ICL_CHROMIUM", "/usr/bin/chromium")  # Debian's; anot
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 WINDOW = {"width": 1280, "height": 900}
+PAGE_TIMEOUT_MS = 120_000
+"""How long a page may take to load and go quiet: playwright's default 30 s ran out once in CI while the other
+worker built a book (a page with saved widgets, on two busy cores)."""
 # CDN prefixes the book's pages load scripts from, and how an URL below each maps to an npm package and a file in it.
 JSDELIVR = "https://cdn.jsdelivr.net/npm/"
 CDNJS_REQUIRE = re.compile(r"https://cdnjs\.cloudflare\.com/ajax/libs/require\.js/([\d.]+)/require(?:\.min)?\.js")
@@ -282,7 +285,7 @@ def check_page(page, url: str, name: str, root: Path, repo_notebooks: Path, id_c
                screenshot: Path | None) -> PageReport:
     report = PageReport(name)
     page.goto(url + name, wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
     facts = page.evaluate(_PAGE_FACTS)
     report.formulas = facts["math"]
     report.errors += [f"MathJax did not typeset {t!r}" for t in facts["untypeset"]]
@@ -339,6 +342,7 @@ def check_site(html_dir: Path, repo_root: Path, npm_cache: Path, screenshots: Pa
     with Server(html_dir) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=WINDOW)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
         problems: list[str] = []
 
         def route(r):
