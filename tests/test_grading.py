@@ -269,3 +269,21 @@ def test_course_plan_sums_agree_with_the_catalogue():
         assert minutes == sum(rows[x]["minutes"] for x in labels), (labels, minutes)
         if points is not None:
             assert points == sum(rows[x]["points"] for x in labels), (labels, points)
+
+
+def test_the_instructors_page_quotes_what_the_checkers_print():
+    """The page's example of a diagnosis is the checkers' real output for those two slips, not typed in."""
+    from icl_course.exercises import ExerciseFailed, all_exercises
+
+    all_exercises()
+    page = (BOOK / "instructors.md").read_text(encoding="utf-8")
+    gd_step, step_size = REGISTRY["gd_transformer.gd_step"], REGISTRY["gd_transformer.optimal_step_size"]
+    slips = [(gd_step, lambda x, y, lr: lr * (y.transpose(1, 2) @ x)),  # the 1/N left out
+             (step_size, lambda d, n, input_range=1.0: step_size.solution(d, n, 2 * input_range))]  # U(−r, r)
+    for ex, wrong in slips:
+        try:
+            ex.check(wrong)
+        except ExerciseFailed as e:
+            assert str(e) in page, f"the instructors page does not quote what {ex.name}'s checker prints:\n{e}"
+        else:
+            raise AssertionError(f"{ex.name}'s checker accepted the slip")
