@@ -7,6 +7,7 @@ the explorers; the package's code hash, the kernel's CPU time and the wall time 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -91,6 +92,51 @@ def machine_calibration(samples) -> float:
         raise ValueError("samples must hold at least one calibration time")
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+RUN_GAP_S = 1800
+"""Two notebooks belong to the same run of the executor when one started within this many seconds of the end of
+another of the run (`make notebooks` runs them back to back, on one or two streams)."""
+
+
+def execution_window(nb) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """When a notebook was last executed: its first cell's start and its last cell's end, from the cells'
+    ``execution`` timestamps (``None`` when it has none)."""
+    stamps = [c.get("metadata", {}).get("execution", {}) for c in nb.get("cells", [])]
+    starts = [s["iopub.execute_input"] for s in stamps if "iopub.execute_input" in s]
+    ends = [s["shell.execute_reply"] for s in stamps if "shell.execute_reply" in s]
+    if not starts or not ends:
+        return None
+    parse = lambda t: datetime.datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+    return min(map(parse, starts)), max(map(parse, ends))
+
+
+def run_calibrations(notebooks: dict) -> dict:
+    """The machine's calibration for each notebook: the median of the samples of every notebook executed in the
+    same run (:data:`RUN_GAP_S`), the yardstick the live budget check uses too (the median of its own run).
+
+    ``notebooks`` maps a key to ``(calibration_samples, execution_window or None)``. The committed notebooks come
+    from several runs — a part's notebooks are re-executed when its code changes — on machines that were not equally
+    fast; the median over all of them would judge one run's CPU time by another run's machine. Notebooks without a
+    window share the median of all samples.
+    """
+    timed = sorted(((w, k) for k, (_, w) in notebooks.items() if w is not None), key=lambda t: t[0][0])
+    runs: list[list] = []
+    end = None
+    for (start, stop), key in timed:
+        if runs and start <= end + datetime.timedelta(seconds=RUN_GAP_S):
+            runs[-1].append(key)
+            end = max(end, stop)
+        else:
+            runs.append([key])
+            end = stop
+    every = [v for samples, _ in notebooks.values() for v in samples]
+    out = {k: machine_calibration(every) for k in notebooks if every}
+    for run in runs:
+        samples = [v for k in run for v in notebooks[k][0]]
+        if samples:
+            out.update({k: machine_calibration(samples) for k in run})
+    return out
 
 
 def reference_seconds(cpu_seconds: float, calibration: float) -> float:

@@ -48,6 +48,41 @@ def test_the_machine_calibration_is_the_median_of_its_samples():
         machine_calibration([])
 
 
+def _nb(start: str, stop: str) -> dict:
+    """A notebook whose cells ran from ``start`` to ``stop`` (ISO times), as the executor records them."""
+    return {"cells": [{"metadata": {"execution": {"iopub.execute_input": start, "shell.execute_reply": start}}},
+                      {"metadata": {"execution": {"iopub.execute_input": stop, "shell.execute_reply": stop}}},
+                      {"metadata": {}}]}
+
+
+def test_execution_window_reads_the_cells_timestamps():
+    start, stop = notebooks.execution_window(_nb("2026-12-01T08:00:00.5Z", "2026-12-01T08:02:00Z"))
+    assert (stop - start).total_seconds() == pytest.approx(119.5)
+    assert notebooks.execution_window({"cells": [{"metadata": {}}]}) is None
+
+
+def test_each_notebook_is_judged_by_the_calibration_of_its_own_run():
+    w = lambda a, b: notebooks.execution_window(_nb(a, b))  # noqa: E731
+    books = {
+        "fast1": ([0.41, 0.42], w("2026-12-01T08:00:00Z", "2026-12-01T08:02:00Z")),
+        "fast2": ([0.40, 0.43], w("2026-12-01T08:02:05Z", "2026-12-01T08:05:00Z")),  # back to back: same run
+        "fast3": ([0.40, 0.41], w("2026-12-01T08:01:00Z", "2026-12-01T08:04:00Z")),  # the second stream
+        "slow1": ([0.55, 0.60], w("2026-12-03T09:00:00Z", "2026-12-03T09:03:00Z")),  # two days later: its own run
+        "slow2": ([0.52, 0.58], w("2026-12-03T09:03:10Z", "2026-12-03T09:06:00Z")),
+        "untimed": ([0.9], None),
+    }
+    cal = notebooks.run_calibrations(books)
+    assert cal["fast1"] == cal["fast2"] == cal["fast3"] == pytest.approx(machine_calibration(
+        [0.41, 0.42, 0.40, 0.43, 0.40, 0.41]))
+    assert cal["slow1"] == cal["slow2"] == pytest.approx(0.565)
+    every = [v for samples, _ in books.values() for v in samples]
+    assert cal["untimed"] == pytest.approx(machine_calibration(every))
+    # a gap longer than RUN_GAP_S starts a new run
+    far = dict(books, slow2=([0.52, 0.58], w("2026-12-03T10:00:00Z", "2026-12-03T10:03:00Z")))
+    cal = notebooks.run_calibrations(far)
+    assert cal["slow1"] == pytest.approx(0.575) and cal["slow2"] == pytest.approx(0.55)
+
+
 def test_a_bad_or_absurd_calibration_is_refused():
     with pytest.raises(ValueError, match="calibration"):
         slowdown(0.0)

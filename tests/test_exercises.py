@@ -177,7 +177,7 @@ EQUIVALENT = {
     ("proposition1_weights", "sign"): _PRODUCTS,
     ("gdpp_weights", "sign"): _PRODUCTS,
     ("feature_gd_layer", "sign"): _PRODUCTS,
-    ("label_copy_weights", "sign"): _PRODUCTS,
+    ("input_copy_weights", "sign"): _PRODUCTS,
     ("causal_gd_weights", "sign"): _PRODUCTS.replace("P W_V", "W_O W_V").replace("P flip", "W_O flip"),
 }
 """Mutations that give an equivalent answer, with the reason; every other one must be rejected."""

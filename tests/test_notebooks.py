@@ -14,7 +14,7 @@ import pytest
 from icl_course._provenance import code_hash
 from icl_course.exercises import REGISTRY, all_exercises
 from icl_course.exercises.edition import check_calls, solution_cells
-from icl_course.notebooks import machine_calibration, notebook_paths, reference_seconds
+from icl_course.notebooks import execution_window, notebook_paths, reference_seconds, run_calibrations
 from icl_course.parts import part_of_notebook
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
@@ -25,13 +25,14 @@ def _load(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
 
 
-def _book_calibration() -> float:
-    """The executing machine's calibration: the median of the samples recorded in the committed notebooks."""
-    samples = [v for p in NOTEBOOKS for v in _load(p).metadata.get("icl_course", {}).get("calibration_samples", [])]
-    return machine_calibration(samples) if samples else float("nan")
+def _run_calibrations() -> dict[Path, float]:
+    """Each committed notebook's machine calibration: the median of the samples of the run that executed it."""
+    books = {p: _load(p) for p in NOTEBOOKS}
+    return run_calibrations({p: (nb.metadata.get("icl_course", {}).get("calibration_samples", []),
+                                 execution_window(nb)) for p, nb in books.items()})
 
 
-BOOK_CALIBRATION = _book_calibration()
+RUN_CALIBRATION = _run_calibrations()
 
 
 def _code_cells(nb):
@@ -68,7 +69,7 @@ def test_budget_declared_and_met(path):
         assert meta.get("budget_reason"), f"{path.name}: a budget above 120 s needs a budget_reason"
     cpu = meta.get("cpu_seconds")
     assert cpu is not None and meta.get("calibration_samples"), f"{path.name}: run `make notebooks` to record its CPU"
-    ref = reference_seconds(cpu, BOOK_CALIBRATION)
+    ref = reference_seconds(cpu, RUN_CALIBRATION[path])
     assert ref <= budget, f"{path.name}: recorded {cpu} s here, {ref:.1f} s on the reference machine, > {budget} s"
 
 

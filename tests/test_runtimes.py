@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from icl_course.notebooks import machine_calibration, reference_seconds
+from icl_course.notebooks import execution_window, reference_seconds, run_calibrations
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("part*.ipynb"))
@@ -31,9 +31,19 @@ def stated_seconds(text: str) -> tuple[str, float]:
     raise ValueError(f"cannot read a runtime from {text!r}")
 
 
+def _run_calibrations() -> dict[Path, float]:
+    books = {p: json.loads(p.read_text(encoding="utf-8")) for p in NOTEBOOKS}
+    return run_calibrations({p: (nb["metadata"]["icl_course"]["calibration_samples"], execution_window(nb))
+                             for p, nb in books.items()})
+
+
+RUN_CALIBRATION = _run_calibrations()
+
+
 def measured(path: Path) -> float:
+    """The notebook's recorded kernel CPU in reference seconds, by the calibration of the run that executed it."""
     meta = json.loads(path.read_text(encoding="utf-8"))["metadata"]["icl_course"]
-    return reference_seconds(meta["cpu_seconds"], machine_calibration(meta["calibration_samples"]))
+    return reference_seconds(meta["cpu_seconds"], RUN_CALIBRATION[path])
 
 
 def agrees(kind: str, stated: float, actual: float) -> bool:

@@ -43,19 +43,33 @@ from .deeper_gdpp import (
 )
 from .golden import golden_agreement, load_golden
 from .nonlinear_features import (
+    EMBEDDINGS,
     SINE,
     FeatureGD,
+    JointEmbedding,
+    JointFeatureGD,
+    JointFeatureLSA,
     SineSettings,
+    compare_sine_models,
     effective_kernel,
     feature_gd_as_lsa,
+    initial_function,
+    joint_gd_as_lsa,
+    joint_proposition2_errors,
     kernel_explained,
+    least_squares_sine,
     new_feature_model,
     oracle_feature_loss,
+    oracle_sine,
     proposition2_errors,
+    sine_prior_mean,
+    target_sensitivities,
     train_sine,
 )
 from .one_layer_one_step import (
     ONE_LAYER_STEPS,
+    OTHER_DISTRIBUTIONS,
+    damped_rollout,
     effective_lr_over_n,
     gauge_matched_constructed,
     interpolate_layers,
@@ -63,28 +77,37 @@ from .one_layer_one_step import (
     ood_log_ratios,
     ood_sweep,
     optimal_lr_monte_carlo,
+    other_distributions_sweep,
     product_layer,
     proposition1_errors,
+    rollout_losses,
+    sample_other_inputs,
     softmax_heads_capacity,
 )
 from .preconditioned import (
     ANISOTROPIC_AFTER_ESCAPE,
     anisotropic_setting,
     effective_preconditioner,
+    margin_over_gd,
     preconditioner_losses,
     preconditioner_monte_carlo,
     preconditioner_stationarity,
     train_anisotropic,
 )
 from .standard_tokens import (
+    COPY_DIRECTIONS,
     STANDARD,
+    CausalSelfAttention,
     StandardSettings,
     constructed_copy_gd,
+    constructed_label_copy_gd,
     copy_attention,
     copy_gd_errors,
+    copy_layer,
     copy_scores,
     new_standard_model,
     train_standard_tokens,
+    with_gd_step,
 )
 
 __all__ = [
@@ -95,6 +118,7 @@ __all__ = [
     "ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_matched_constructed", "interpolate_layers",
     "ood_sweep", "ood_log_ratios", "interpolation_losses", "proposition1_errors", "optimal_lr_monte_carlo",
     "softmax_heads_capacity",
+    "OTHER_DISTRIBUTIONS", "sample_other_inputs", "other_distributions_sweep", "damped_rollout", "rollout_losses",
     # golden
     "load_golden", "golden_agreement",
     # deeper layers: GD++
@@ -102,14 +126,18 @@ __all__ = [
     "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp",
     # anisotropic inputs
     "effective_preconditioner", "preconditioner_monte_carlo", "preconditioner_stationarity", "anisotropic_setting",
-    "preconditioner_losses",
+    "preconditioner_losses", "margin_over_gd",
     "ANISOTROPIC_AFTER_ESCAPE", "train_anisotropic",
     # non-linear features
     "SineSettings", "SINE", "FeatureGD", "feature_gd_as_lsa", "proposition2_errors", "new_feature_model",
     "train_sine", "oracle_feature_loss", "effective_kernel", "kernel_explained",
+    "JointEmbedding", "JointFeatureLSA", "JointFeatureGD", "joint_gd_as_lsa", "joint_proposition2_errors",
+    "initial_function", "EMBEDDINGS", "target_sensitivities", "oracle_sine", "compare_sine_models",
+    "sine_prior_mean", "least_squares_sine",
     # standard tokens
     "StandardSettings", "STANDARD", "constructed_copy_gd", "copy_gd_errors", "new_standard_model",
     "train_standard_tokens", "copy_attention", "copy_scores",
+    "COPY_DIRECTIONS", "copy_layer", "constructed_label_copy_gd", "CausalSelfAttention", "with_gd_step",
 ]
 
 __getattr__ = _deprecation.module_getattr(__name__, {

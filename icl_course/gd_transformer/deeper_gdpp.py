@@ -73,11 +73,14 @@ class GDScalars(torch.nn.Module):
 
 
 def fit_gd_scalars(n_layers: int, *, plus_plus: bool = True, seed: int = 0, steps: int = 500,
-                   batch_size: int = 1024, lr: float = 0.05, progress: bool | None = None) -> GDScalars:
-    """Fit the shared step size (and, for GD++, γ) of K-step GD by Adam on fresh tasks, as the paper does."""
-    eta0 = solvers.optimal_gd_lr(PAPER.dx, PAPER.n_context)  # start from the best single step
+                   batch_size: int = 1024, lr: float = 0.05, n_context: int = PAPER.n_context,
+                   progress: bool | None = None) -> GDScalars:
+    """Fit the shared step size (and, for GD++, γ) of K-step GD by Adam on fresh tasks with ``n_context``
+    demonstrations (the paper's 10 by default), as the paper does."""
+    n_context = _checks.positive_int("n_context", n_context)
+    eta0 = solvers.optimal_gd_lr(PAPER.dx, n_context)  # start from the best single step
     model = GDScalars(PAPER.dx, n_layers, lr=eta0, gamma=0.0, fit_gamma=plus_plus)
-    train.fit(model, icl_loss, tasks.regression_stream(batch_size, PAPER.n_context, PAPER.dx, seed=seed + 11), steps,
+    train.fit(model, icl_loss, tasks.regression_stream(batch_size, n_context, PAPER.dx, seed=seed + 11), steps,
               lr=lr, clip=None, progress=progress, desc=f"fit {'GD++' if plus_plus else 'GD'}-{n_layers}")
     return model
 

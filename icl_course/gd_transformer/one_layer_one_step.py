@@ -1,29 +1,33 @@
 """Part III, chapter "One layer, one step": Proposition 1 and what a trained layer is.
 
 The learned step size read off the weights, the gauge-matched construction and the interpolation between it and a
-trained layer, out-of-distribution behaviour, the exactness of Proposition 1 for K layers, and the optimal step
+trained layer, out-of-distribution behaviour (scaled inputs and teachers, and inputs of other distributions), the
+damped roll-out of one layer applied many times, the exactness of Proposition 1 for K layers, and the optimal step
 size by Monte Carlo.
 
 References
 ----------
-von Oswald et al. (2022), "Transformers learn in-context by gradient descent", Sec. 3, Proposition 1, Fig. 2–3.
+von Oswald et al. (2022), "Transformers learn in-context by gradient descent", Sec. 3, Proposition 1, Fig. 1–3, 6
+and 10 (App. A.6).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .. import _checks, metrics, runtime, tasks
-from ..models import LinearSelfAttention
+from .. import _checks, metrics, runtime, solvers, tasks
+from ..models import LinearSelfAttention, LSAStack
 from ..query import predict, readout
 from ._common import ONE_LAYER, PAPER, constructed_lsa, gd_predict, weight_blocks, weight_products
 
 __all__ = ["ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_matched_constructed",
            "interpolate_layers", "ood_sweep", "ood_log_ratios", "interpolation_losses", "proposition1_errors",
-           "optimal_lr_monte_carlo", "softmax_heads_capacity"]
+           "optimal_lr_monte_carlo", "softmax_heads_capacity", "OTHER_DISTRIBUTIONS", "sample_other_inputs",
+           "other_distributions_sweep", "damped_rollout", "rollout_losses"]
 
 ONE_LAYER_STEPS = ONE_LAYER.cpu.steps
 """Training steps of the one-layer experiment (the official notebook runs 5,000; GD level is reached by ~500)."""
@@ -103,6 +107,186 @@ def ood_log_ratios(rows: list[dict]) -> dict[str, float]:
         raise ValueError("rows must hold at least one row of ood_sweep, got none")
     names = [k[len("loss_gd["):-1] for k in rows[0] if k.startswith("loss_gd[")]
     return {n: max(abs(float(np.log(r["loss_tf"] / r[f"loss_gd[{n}]"]))) for r in rows) for n in names}
+
+
+OTHER_DISTRIBUTIONS = ("normal", "exponential", "laplace")
+"""The input distributions of the official ``create_ood_data`` (von Oswald et al. 2022, Fig. 6 right)."""
+
+
+def _standard_draws(dist: str, shape: tuple[int, ...], gen: torch.Generator | None, kw: dict) -> torch.Tensor:
+    """I.i.d. draws of a standard normal, Exponential(1) or Laplace(0, 1) (the difference of two Exponential(1))."""
+    if dist == "normal":
+        return torch.randn(shape, generator=gen, **kw)
+    expo = torch.empty(shape, **kw).exponential_(generator=gen)
+    if dist == "exponential":
+        return expo
+    return expo - torch.empty(shape, **kw).exponential_(generator=gen)
+
+
+def sample_other_inputs(
+    n_tasks: int,
+    n_context: int,
+    dx: int,
+    dist: str,
+    dy: int = 1,
+    *,
+    input_range: float = 1.0,
+    teacher_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tasks.RegressionBatch:
+    """Regression tasks whose inputs come from another distribution, as the official ``create_ood_data`` draws them.
+
+    Each task draws its raw context ``S (N, dx)`` and query ``s_q (dx,)`` i.i.d. from a standard normal, an
+    Exponential(1) or a Laplace(0, 1) distribution, then scales both by ``input_range / ‖S‖_F``: every task's context
+    matrix has Frobenius norm exactly ``input_range`` (``r``), and the query shares the context's factor. The
+    teacher is ``w ~ N(0, s² I)`` as in training, the targets noise-free. ``dist="mixture"`` draws the distribution
+    of each task uniformly among the three, which is what the official generator does (it picks one per task).
+    Training inputs ``U(−½, ½)`` have ``‖S‖_F ≈ √(N·dx/12)`` (2.9 for N = dx = 10).
+
+    References
+    ----------
+    von Oswald et al. (2022), Fig. 6 (right); official ``src/data.py::create_ood_data`` and
+    ``src/train.py::ood_other_d``.
+    """
+    B, N = _checks.positive_int("n_tasks", n_tasks), _checks.positive_int("n_context", n_context)
+    dx, dy = _checks.positive_int("dx", dx), _checks.positive_int("dy", dy)
+    r = _checks.positive_float("input_range", input_range)
+    s = _checks.positive_float("teacher_scale", teacher_scale, allow_zero=True)
+    names = OTHER_DISTRIBUTIONS + ("mixture",)
+    if dist not in names:
+        raise ValueError(f"dist must be one of {names}, got {dist!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    kw = {"dtype": dtype}
+    w = s * torch.randn(B, dy, dx, generator=generator, **kw)  # (B, dy, dx)
+    if dist == "mixture":
+        choice = torch.randint(len(OTHER_DISTRIBUTIONS), (B,), generator=generator)  # (B,) one distribution per task
+        draws = torch.stack([_standard_draws(d, (B, N + 1, dx), generator, kw) for d in OTHER_DISTRIBUTIONS])
+        raw = draws[choice, torch.arange(B)]  # (B, N+1, dx)
+    else:
+        raw = _standard_draws(dist, (B, N + 1, dx), generator, kw)  # (B, N+1, dx)
+    norm = torch.linalg.vector_norm(raw[:, :N], dim=(1, 2))  # (B,) ‖S‖_F of each task's context
+    xs = raw * (r / norm)[:, None, None]
+    x, x_query = xs[:, :N], xs[:, N]
+    ys = xs @ w.transpose(1, 2)  # (B, N+1, dy)
+    return tasks.RegressionBatch(x, ys[:, :N], x_query, ys[:, N], w)
+
+
+def other_distributions_sweep(
+    model: torch.nn.Module,
+    lrs: dict[str, float],
+    *,
+    dists: Sequence[str] = OTHER_DISTRIBUTIONS + ("mixture",),
+    input_ranges: Sequence[float] = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0),
+    n_tasks: int = 10_000,
+    seed: int = 0,
+) -> list[dict]:
+    """Losses of the model and of GD-1 at each named step size on inputs of other distributions
+    (:func:`sample_other_inputs`), for each context norm ``r`` in ``input_ranges``.
+
+    As in the official ``ood_other_d``, the raw draws of one distribution are shared by all ``r`` (only the scale
+    changes). Returns one row per setting: ``{"dist", "input_range", "loss_tf", "loss_gd[name]"...}``, which
+    :func:`ood_log_ratios` reads.
+    """
+    if not lrs:
+        raise ValueError("lrs must name at least one GD step size, got none")
+    ranges = [_checks.positive_float("input_ranges[]", r) for r in input_ranges]
+    n_context, dx = model.n_context or PAPER.n_context, PAPER.dx
+    rows = []
+    for i, dist in enumerate(dists):
+        for r in ranges:
+            batch = sample_other_inputs(n_tasks, n_context, dx, dist, input_range=r,
+                                        generator=runtime.generator(seed + 2000 + i))
+            with torch.no_grad():
+                loss_tf = metrics.half_squared_error(predict(model, batch.tokens(), dx), batch.y_query)
+            row = {"dist": dist, "input_range": r, "loss_tf": float(loss_tf)}
+            for name, lr in lrs.items():
+                row[f"loss_gd[{name}]"] = float(metrics.half_squared_error(gd_predict(batch, lr), batch.y_query))
+            rows.append(row)
+    return rows
+
+
+def _one_layer(layer: torch.nn.Module, tokens: torch.Tensor) -> LinearSelfAttention:
+    """The single layer a roll-out repeats: a :class:`LinearSelfAttention`, or the layer of a one-layer stack."""
+    if isinstance(layer, LSAStack):
+        if not (layer.shared or len(layer.layers) == 1):
+            raise ValueError(f"layer must be one layer (a one-layer or shared LSAStack), got a stack of "
+                             f"{len(layer.layers)} different layers")
+        if layer.n_context is not None and tokens.shape[1] != layer.n_context + 1:
+            raise ValueError(f"this model was built for n_context={layer.n_context}: tokens must have shape "
+                             f"(B, {layer.n_context + 1}, D), got {tuple(tokens.shape)}")
+        return layer.layer(0)
+    if not isinstance(layer, LinearSelfAttention):
+        raise TypeError(f"layer must be a LinearSelfAttention or a one-layer LSAStack, got {type(layer).__name__}")
+    return layer
+
+
+def damped_rollout(layer: torch.nn.Module, tokens: torch.Tensor, dx: int, *, steps: int = 50,
+                   damping: float = 0.75, y_only: bool = True) -> torch.Tensor:
+    """Apply one layer ``steps`` times with a damped residual update; the prediction after each application.
+
+    Each application computes the layer's update ``Δ = layer(E) − E`` of *every* token (the context tokens and the
+    query; keys and values from the context tokens only) and sets ``E ← E + λ·Δ`` with ``λ = damping``. With
+    ``y_only`` (the official roll-out, ``y_update=True``) only the y-slots are written, ``E[:, :, dx:] += λ·Δ_y``; the
+    x-slots keep the inputs. For Proposition 1's layer at step η this is GD with step ``λ·η``, one step per
+    application (its update of the x-slots is zero, so ``y_only`` changes nothing there).
+
+    Parameters
+    ----------
+    layer : LinearSelfAttention or a one-layer LSAStack
+    tokens : (B, N+1, dx+dy)
+    dx : int
+    steps : int
+        Number of applications K.
+    damping : float
+        λ > 0 (1 = undamped).
+
+    Returns
+    -------
+    (steps, B, dy) tensor: ``readout`` after applications 1..K (dtype and device of ``tokens``).
+
+    References
+    ----------
+    von Oswald et al. (2022), Fig. 1 (right) and App. A.6 (Fig. 10): λ = 0.75, 50 applications; official
+    ``src/transformer.py`` (``dampening``, ``y_update``) and the notebook ``constructed_token_setup``.
+    """
+    _checks.tensor("tokens", tokens, 3, "(B, N+1, dx+dy)")
+    one = _one_layer(layer, tokens)
+    dx, K = _checks.positive_int("dx", dx), _checks.positive_int("steps", steps)
+    lam = _checks.positive_float("damping", damping)
+    if dx >= tokens.shape[2]:
+        raise ValueError(f"dx must be below the token size D = {tokens.shape[2]} (tokens (x, y)), got {dx}")
+    E, preds = tokens, []
+    with torch.no_grad():
+        for _ in range(K):
+            delta = one(E) - E  # (B, N+1, D): the layer's update of every token
+            if y_only:
+                delta = torch.cat([torch.zeros_like(delta[..., :dx]), delta[..., dx:]], dim=-1)
+            E = E + lam * delta
+            preds.append(readout(E, dx))
+    return torch.stack(preds)
+
+
+def rollout_losses(layer: torch.nn.Module, batch: tasks.RegressionBatch, lr: float, *, steps: int = 50,
+                   damping: float = 0.75, y_only: bool = True) -> dict[str, list[float]]:
+    """Loss after each application of the damped layer and after each GD step at the damped step ``λ·lr``.
+
+    Returns ``{"tf": [K losses], "gd": [K losses]}`` (index k−1 holds the loss after k applications or steps), both
+    computed in float64 (an undamped roll-out can grow by many orders of magnitude). The official roll-out compares
+    the trained layer at ``dampening = λ`` with GD at ``λ·η*``.
+    """
+    K, lam = _checks.positive_int("steps", steps), _checks.positive_float("damping", damping)
+    lr = _checks.positive_float("lr", lr)
+    x, y, xq, yq = (t.double() for t in (batch.x, batch.y, batch.x_query, batch.y_query))
+    one = copy.deepcopy(_one_layer(layer, batch.tokens())).double()
+    preds = damped_rollout(one, tasks.make_tokens(x, y, xq), x.shape[-1], steps=K, damping=lam, y_only=y_only)
+    tf = [float(metrics.half_squared_error(p, yq)) for p in preds]
+    W, gd = None, []
+    for _ in range(K):
+        W = solvers.gd(x, y, lam * lr, 1, w0=W)
+        gd.append(float(metrics.half_squared_error(solvers.predict(W, xq), yq)))
+    return {"tf": tf, "gd": gd}
 
 
 def interpolation_losses(layer: LinearSelfAttention, batch: tasks.RegressionBatch, lr_over_n: float,

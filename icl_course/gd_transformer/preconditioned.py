@@ -13,10 +13,12 @@ import torch
 
 from .. import _checks, metrics, runtime, solvers, tasks, train
 from ..models import LinearSelfAttention
+from ..query import predict
 from ._common import PAPER, train_lsa, weight_blocks
 
 __all__ = ["effective_preconditioner", "preconditioner_monte_carlo", "preconditioner_stationarity",
-           "anisotropic_setting", "preconditioner_losses", "ANISOTROPIC_AFTER_ESCAPE", "train_anisotropic"]
+           "anisotropic_setting", "preconditioner_losses", "margin_over_gd", "ANISOTROPIC_AFTER_ESCAPE",
+           "train_anisotropic"]
 
 
 def effective_preconditioner(layer: LinearSelfAttention, dx: int, n_context: int) -> torch.Tensor:
@@ -98,6 +100,25 @@ def preconditioner_losses(batch: tasks.RegressionBatch, preconds: dict[str, torc
     eta = solvers.line_search(lambda e: loss(solvers.gd(batch.x, batch.y, e)), 0.0, 30.0, tol=1e-4)
     out["gd_best_eta"], out["gd_best"] = eta, loss(solvers.gd(batch.x, batch.y, eta))
     return out
+
+
+def margin_over_gd(model: torch.nn.Module, batch: tasks.RegressionBatch, lr: float) -> tuple[float, float]:
+    """How much less ``model`` loses than one plain GD step at ``lr``, task by task on the same ``batch``: the mean
+    of the per-task differences ``½‖ŷ_GD − y‖² − ½‖ŷ_model − y‖²`` and its standard error.
+
+    A paired comparison: both learners see the same tasks, so the task-to-task variation common to both (a hard
+    task is hard for both) cancels, and the standard error is that of the differences, not of either loss.
+    """
+    lr = _checks.positive_float("lr", lr)
+    with torch.no_grad():
+        pred_tf = predict(model, batch.tokens(), batch.dx)
+    pred_gd = solvers.predict(solvers.gd(batch.x, batch.y, lr), batch.x_query)
+    if pred_tf.shape != pred_gd.shape:
+        raise ValueError(f"model must predict (B, dy) = {tuple(pred_gd.shape)} on batch, got {tuple(pred_tf.shape)}")
+    diff = (0.5 * ((pred_gd - batch.y_query) ** 2).sum(-1) - 0.5 * ((pred_tf - batch.y_query) ** 2).sum(-1)).double()
+    if diff.numel() < 2:
+        raise ValueError(f"batch must hold at least 2 tasks for a standard error, got {diff.numel()}")
+    return float(diff.mean()), float(diff.std() / diff.numel() ** 0.5)
 
 
 ANISOTROPIC_AFTER_ESCAPE = 4000

@@ -259,7 +259,8 @@ def sample_sine_regression(
     batch_size, n_context : int
         B and N.
     amplitude, phase : (low, high)
-        ``a ~ U(amplitude)``, ``φ ~ U(phase)``; the paper's (0.1, 0.5) and (0, π).
+        ``a ~ U(amplitude)``, ``φ ~ U(phase)``; the official code's (0.1, 0.5) (the paper's text says
+        (0.1, 5)) and (0, π).
     input_range : float
         ``r``; the paper's ``x ~ U(−5, 5)`` is ``r = 10``.
     tied : bool

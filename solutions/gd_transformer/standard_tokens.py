@@ -18,17 +18,16 @@ def to_standard_tokens(x, y, x_query):
     return out
 
 
-def label_copy_weights(dx, dy, n_context, beta):
+def input_copy_weights(dx, dy, n_context, beta):
     T = 2 * n_context + 1
     D, p0 = dx + dy + T, dx + dy
     W_Q = torch.zeros(D, D, dtype=torch.float64)
     W_Q[p0:, p0:] = beta * torch.eye(T, dtype=torch.float64)  # the query side: β × own position
     W_K = torch.zeros(D, D, dtype=torch.float64)
-    W_K[p0:D - 2, p0 + 1:D - 1] = torch.eye(T - 2, dtype=torch.float64)  # key at s answers position s − 1
-    W_K[D - 1, p0] = 1.0  # the query (position 2N) reads token 0, whose y-slot is 0
-    y_block = torch.zeros(D, D, dtype=torch.float64)
-    y_block[dx:p0, dx:p0] = torch.eye(dy, dtype=torch.float64)  # copy the y-slot only
-    return W_Q, W_K, y_block, y_block.clone()
+    W_K[p0 + 1:, p0:D - 1] = torch.eye(T - 1, dtype=torch.float64)  # key at s answers position s + 1
+    x_block = torch.zeros(D, D, dtype=torch.float64)
+    x_block[:dx, :dx] = torch.eye(dx, dtype=torch.float64)  # copy the x-slot only
+    return W_Q, W_K, x_block, x_block.clone()
 
 
 def pair_attention(attn):

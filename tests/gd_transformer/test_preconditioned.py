@@ -133,3 +133,27 @@ def test_the_exercise_s_checker_names_the_two_slips():
         ex.check(noise_free)
     with pytest.raises(ExerciseFailed, match="σ²/s², not s²/σ²"):
         ex.check(inverted)
+
+
+def test_margin_over_gd_is_the_paired_mean_and_its_standard_error():
+    b = tasks.regression_eval_set(400, 10, 4, seed=3, dtype=F64)
+    model = gt.constructed_lsa(4, 1, 10, 1.5, dtype=F64)  # exactly one GD step at η = 1.5
+    per_task = lambda lr: 0.5 * ((solvers.predict(solvers.gd(b.x, b.y, lr), b.x_query) - b.y_query) ** 2).sum(-1)  # noqa: E731
+    diff = per_task(2.5) - per_task(1.5)
+    mean, se = gt.margin_over_gd(model, b, 2.5)
+    assert mean == pytest.approx(float(diff.mean()), rel=1e-10)
+    assert se == pytest.approx(float(diff.std() / 20), rel=1e-10)
+    # paired: the differences vary much less than either loss, so the paired SE is far below an unpaired one
+    unpaired = float((per_task(2.5).var() / 400 + per_task(1.5).var() / 400).sqrt())
+    assert se < 0.5 * unpaired
+    assert gt.margin_over_gd(model, b, 1.5) == pytest.approx((0.0, 0.0), abs=1e-12)  # GD against itself
+    flipped, _ = gt.margin_over_gd(gt.constructed_lsa(4, 1, 10, 2.5, dtype=F64), b, 1.5)
+    assert flipped == pytest.approx(-mean, rel=1e-10)
+
+
+def test_margin_over_gd_checks_its_inputs():
+    b = tasks.regression_eval_set(1, 10, 4, seed=3)
+    with pytest.raises(ValueError, match="at least 2 tasks"):
+        gt.margin_over_gd(gt.constructed_lsa(4, 1, 10, 1.5), b, 1.0)
+    with pytest.raises(ValueError, match="lr"):
+        gt.margin_over_gd(gt.constructed_lsa(4, 1, 10, 1.5), b, float("nan"))

@@ -32,38 +32,52 @@ def check_to_standard_tokens(fn) -> None:
 
 
 # ---------------------------------------------------------------- 16. the copy layer, the other way round
-@exercise(part=PART, name="label_copy_weights", title="A copy layer that moves each label to its input",
-          difficulty="★★★", minutes=30,
-          hint="Make token t score β on key t + 1 through the one-hot positions and copy only the y-slot. The query "
-               "has no successor: without care it averages all keys and picks up their labels — send it to a token "
-               "whose y-slot is 0.",
-          stub='''def label_copy_weights(dx, dy, n_context, beta):
+@exercise(part=PART, name="input_copy_weights", title="A copy layer that moves each input to its label",
+          difficulty="★★☆", minutes=25,
+          hint="Through the one-hot positions, give each token its one high score on the key just before it, and "
+               "let the value carry only what a target token lacks. Token 0 has no predecessor: whatever it picks "
+               "up must land where the GD layer cannot see it. The query reads too: it must come out as it came in.",
+          stub='''def input_copy_weights(dx, dy, n_context, beta):
     """(W_Q, W_K, W_V, P), float64 (D, D), D = dx + dy + 2N + 1, of a softmax layer on standard tokens after which
-    every input token holds (x_i, y_i) — the reverse of the chapter's construction; the query must stay (x_q, 0)."""
+    every target token holds (x_i, y_i) — the reverse of Proposition 3's copy, and the one a causal mask allows."""
     # YOUR CODE HERE
-    raise NotImplementedError("label_copy_weights")
+    raise NotImplementedError("input_copy_weights")
 ''')
-def check_label_copy_weights(fn) -> None:
+def check_input_copy_weights(fn) -> None:
     from ...models import StandardTokenLSA
 
-    for seed, (B, N, dx, dy), lr in ((21, (6, 5, 3, 1), 0.8), (22, (4, 7, 2, 1), 1.3)):
+    for seed, (B, N, dx, dy), lr in ((21, (6, 5, 3, 1), 0.8), (22, (4, 7, 2, 2), 1.3)):
         b = _batch(seed, B, N, dx, dy)
         mats = fn(dx, dy, N, 40.0)
         assert isinstance(mats, (tuple, list)) and len(mats) == 4, "return the four matrices (W_Q, W_K, W_V, P)"
-        D = dx + dy + 2 * N + 1
+        D, p0 = dx + dy + 2 * N + 1, dx + dy
         mats = [_expect(m, (D, D), name).to(torch.float64) for m, name in zip(mats, ("W_Q", "W_K", "W_V", "P"))]
-        copy = LinearSelfAttention.from_matrices(*mats, attention="softmax")
-        gd_layer = gt.constructed_copy_gd(dx, dy, N, lr, dtype=torch.float64).stack.layer(1)
-        model = StandardTokenLSA(LSAStack([copy, gd_layer]), dx, dy, N)
-        scores = gt.copy_scores(gt.copy_attention(model, b))
-        assert scores["x_reads_y"] > 0.999, (
-            f"input tokens should attend to their own label (mean weight {scores['x_reads_y']:.3f})")
-        with torch.no_grad():
-            got = gt.predict(model, b.tokens(), dx)
-        ref = solvers.predict(solvers.gd(b.x, b.y, lr), b.x_query)
-        assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), (
-            f"copy + GD layer differs from one GD step (max abs error {float((got - ref).abs().max()):.3g}); "
-            "does the query pick up labels?")
+        gd_layer = gt.constructed_copy_gd(dx, dy, N, lr, dtype=torch.float64).stack.layer(1).matrices()
+        for cls, where in ((LinearSelfAttention, ""), (gt.CausalSelfAttention, " under a causal mask")):
+            copy = cls.from_matrices(*mats, attention="softmax")
+            model = StandardTokenLSA(LSAStack([copy, cls.from_matrices(**gd_layer)]), dx, dy, N)
+            scores = gt.copy_scores(gt.copy_attention(model, b))
+            assert scores["y_reads_x"] > 0.999, (
+                f"target tokens should attend to their own input{where} (mean weight {scores['y_reads_x']:.3f})")
+            with torch.no_grad():
+                E = model.tokens(b.tokens())
+                out = copy(E)
+            moved = float((out[:, -1, :p0] - E[:, -1, :p0]).abs().max())
+            assert moved < 1e-9, (
+                f"the copy layer changes the query's x- and y-slots{where} (by up to {moved:.3g}); the GD layer "
+                "reads x_q there and writes its prediction into the y-slot")
+            leaked = float(out[:, 0:2 * N:2, dx:p0].abs().max())
+            assert leaked < 1e-9, (
+                f"after the copy layer an input token's y-slot is not 0{where} (up to {leaked:.3g}); in the GD layer "
+                "it would add a spurious term to the step")
+            with torch.no_grad():
+                got = gt.predict(model, b.tokens(), dx)
+            ref = solvers.predict(solvers.gd(b.x, b.y, lr), b.x_query)
+            assert torch.allclose(got, ref, rtol=1e-9, atol=1e-12), (
+                f"copy + GD layer{where} differs from one GD step "
+                f"(max abs error {float((got - ref).abs().max()):.3g}); is x_i copied, once and unscaled?")
+
+
 # ---------------------------------------------------------------- 18. how much does a layer copy?
 @exercise(part=PART, name="pair_attention", title="How much does a layer copy?", difficulty="★☆☆", minutes=10,
           hint="Token 2i is x_{i+1} and token 2i+1 is y_{i+1}; the keys are the first 2N tokens.",
