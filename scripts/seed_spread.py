@@ -3,6 +3,7 @@ Reproducibility page (the notebooks show seed 0 only and cannot afford more with
 
     python scripts/seed_spread.py measure --seed 0 --seed 1 ...   # one JSON per seed into scripts/results/
     python scripts/seed_spread.py sine --seed 0 --seed 1 ...      # the sine models' comparison, merged into them
+    python scripts/seed_spread.py causal --seed 0 --seed 1 ...    # the causal standard-token model, merged too
     python scripts/seed_spread.py page                            # the table into book/reproducibility.md
 
 ``measure`` runs the full (not ``--quick``) claims of ``icl_course.claims.gd_transformer`` with the seed's trained
@@ -78,9 +79,9 @@ def measure(seed: int, only: list[str] | None = None) -> dict:
         "kernel route, sine independent": routes["independent"],
     }
     path = RESULTS / f"part3_seed{seed}.json"
-    if path.exists():  # keep what the ``sine`` command measured
+    if path.exists():  # keep what the ``sine`` and ``causal`` commands measured
         extra |= {k: v for k, v in json.loads(path.read_text(encoding="utf-8"))["extra"].items()
-                  if k.startswith("sine, ")}
+                  if k.startswith("sine, ") or "causal" in k}
     return {"seed": seed, "claims": claims, "extra": extra}
 
 
@@ -110,6 +111,45 @@ def measure_sine(seed: int) -> dict:
     return out
 
 
+def measure_causal(seed: int) -> dict:
+    """The causal-mask ablation of the chapter "Standard tokens" at ``seed``, with the default budget (escape plus
+    1,000 steps, at most 4,000; the chapter shows seed 0 at 1,500): its loss against GD-1 and the zero predictor,
+    its alignment with GD-1, the copy weight a target puts on its own input (the uniform level under the mask is
+    0.146 for N = 10), the best loss of its own first layer followed by Proposition 1's layer (which reads the
+    x-slot), and :func:`gt.copy_readout`: how much of x_i a linear read-out finds in a target token, and one GD
+    step on the read-out pairs."""
+    from icl_course import gd_transformer as gt
+    from icl_course import metrics, runtime, solvers
+
+    runtime.setup(seed=seed)
+    run = gt.train_standard_tokens(seed=seed, causal=True, progress=False)
+    ev = run.eval_set
+    cmp = gt.compare_with_gd(run.model, ev, 200 / 33)
+    scores = gt.copy_scores(gt.copy_attention(run.model, ev), causal=True)
+    zero = float(metrics.half_squared_error(ev.y_query * 0, ev.y_query))
+
+    def with_step(eta: float) -> float:
+        import torch
+
+        with torch.no_grad():
+            pred = gt.predict(gt.with_gd_step(run.model, eta), ev.tokens(), ev.dx)
+        return float(metrics.half_squared_error(pred, ev.y_query))
+
+    best = with_step(solvers.line_search(with_step, 0.0, 30.0, tol=1e-3))
+    from icl_course import tasks
+
+    readout = gt.copy_readout(run.model, tasks.regression_eval_set(2_000, 10, 10, seed=11), ev)
+    name = "causal standard tokens"
+    return {f"{name}: L_TF / L_GD-1": cmp["loss_tf"] / cmp["loss_gd"],
+            f"{name}: L_TF / zero predictor's": cmp["loss_tf"] / zero,
+            f"{name}: model cos with GD-1": cmp["model_cos"],
+            f"{name}: copy weight, target reads its input": scores["y_reads_x"],
+            f"{name}: own first layer + Proposition 1's layer (x-slot), loss / zero predictor's": best / zero,
+            f"{name}: x_i read linearly out of a target token, R²": readout["r2_x"],
+            f"{name}: one GD step on the read-out pairs, loss / GD-1's": readout["loss"] / readout["loss_gd"],
+            f"escape step, {name} (-1: none by step 4,000)": float(run.escape if run.escape is not None else -1)}
+
+
 def _ratios(r: dict) -> dict[str, float]:
     c = {k: v["value"] for k, v in r["claims"].items()}
     return {
@@ -118,9 +158,17 @@ def _ratios(r: dict) -> dict[str, float]:
         "E3   max |log L_TF/L_GD(η*)| out of distribution": c["E3"]["at_eta_star"],
         "E3b  max |log L_TF/L_GD(η_eff)|, other input distributions": c["E3b"],
         "E13  largest gap of the damped roll-out to GD": c["E13"]["largest_gap"],
+        "E14  L_TF / L_GD-1 on fresh tasks, trained on 8,192 fixed tasks": c["E14"]["ratio_largest"],
+        "E14  model cos with GD-1, trained on 8,192 fixed tasks": c["E14"]["cos_largest"],
+        "E14  L_TF / L_GD-1, matched control on fresh tasks": c["E14"]["ratio_control"],
+        "E14  own-task loss / GD-1's, trained on 128 fixed tasks": c["E14"]["memorised_over_gd"],
+        "E14  peak fresh-task loss over the sizes": c["E14"]["peak_loss"],
+        "E14  training-set size at the peak": c["E14"]["peak_tasks"],
         "E5   L_GD++-3 / L_GD-3 (fitted)": c["E5"][1]["gdpp"] / c["E5"][1]["gd"],
         "E6   L_TF / L_GD++-3": c["E6"]["loss_tf"] / c["E6"]["loss_gdpp3"],
         "E6   L_TF / L_GD-3": c["E6"]["loss_tf"] / c["E6"]["loss_gd3"],
+        "E6   model cos with GD++-3": c["E6"]["cos_gdpp3"],
+        "E6   model cos with GD-3": c["E6"]["cos_gd3"],
         "E7   loss after 8 / after 3 applications": c["E7"][-1] / c["E7"][0],
         "E10  max |z| of the gradient at Γ*": c["E10"]["max_z"],
         "E11  L_TF / L(Γ*)": c["E11"]["loss_tf"] / c["E11"]["loss_star"],
@@ -150,7 +198,8 @@ def render(results: list[dict]) -> str:
     names = list(numeric[0][0]) + [k for k, v in numeric[0][1].items() if isinstance(v, float)]
     for name in names:
         vals = [(rat | ext)[name] for rat, ext in numeric]
-        fmt = (lambda v: f"{v:.0f}") if name.startswith(("escape", "sign")) else (lambda v: f"{v:.3f}")
+        whole = name.startswith(("escape", "sign")) or "size" in name  # counts: no decimals
+        fmt = (lambda v: f"{v:.0f}") if whole else (lambda v: f"{v:.3f}")
         cell = name.replace("|", "\\|")  # a pipe inside a table cell must be escaped
         lines.append(f"| {cell} | {fmt(min(vals))} | {fmt(statistics.median(vals))} | {fmt(max(vals))} | "
                      + ", ".join(fmt(v) for v in vals) + " |")
@@ -171,7 +220,7 @@ def write_page() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("measure", "sine", "page"))
+    p.add_argument("what", choices=("measure", "sine", "causal", "page"))
     p.add_argument("--seed", type=int, action="append", default=None)
     p.add_argument("--only", action="append", default=None, help="re-measure this claim only (repeatable)")
     args = p.parse_args(argv)
@@ -179,13 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         write_page()
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.what == "sine":
+    if args.what in ("sine", "causal"):
         for seed in args.seed or [0, 1, 2, 3, 4]:
             path = RESULTS / f"part3_seed{seed}.json"
             saved = json.loads(path.read_text(encoding="utf-8"))
-            saved["extra"].update(measure_sine(seed))
+            saved["extra"].update((measure_sine if args.what == "sine" else measure_causal)(seed))
             path.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
-            print(f"seed {seed}: sine measured", file=sys.stderr)
+            print(f"seed {seed}: {args.what} measured", file=sys.stderr)
         return 0
     for seed in args.seed or [0, 1, 2, 3, 4]:
         out = measure(seed, args.only)

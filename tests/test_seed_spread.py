@@ -16,8 +16,11 @@ def _result(seed, scale):
     claims = {
         "E2c": 1.0 + scale, "E2d": {"model_cos": 0.99}, "E3": {"at_eta_star": 0.01 * scale}, "E3b": 0.01,
         "E13": {"largest_gap": 0.03, "at_075": 0.03},
+        "E14": {"ratio_largest": 1.03, "cos_largest": 0.99, "ratio_control": 1.004, "memorised_over_gd": 0.01,
+                "monotone": 1.0, "peak_loss": 4.0, "peak_tasks": 128.0},
         "E5": [{"gd": 0.15, "gdpp": 0.11}, {"gd": 0.13, "gdpp": 0.09 * scale}],
-        "E6": {"loss_tf": 0.08, "loss_gd3": 0.13, "loss_gdpp3": 0.08 / (1 + scale), "escape": 250.0 * seed},
+        "E6": {"loss_tf": 0.08, "loss_gd3": 0.13, "loss_gdpp3": 0.08 / (1 + scale), "escape": 250.0 * seed,
+               "cos_gd3": 0.96, "cos_gdpp3": 0.99},
         "E7": [0.08, 0.07, 0.06, 0.05, 0.05, 0.04], "E10": {"max_z": 2.0}, "E11": {"loss_tf": 0.27, "loss_star": 0.27,
                                                                                 "loss_gd_best": 0.29, "margin": 0.02,
                                                                                 "margin_se": 0.002},

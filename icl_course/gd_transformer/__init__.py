@@ -5,6 +5,7 @@ and the agreement with the official implementation in ``golden``. Every public n
 ``from icl_course import gd_transformer as gt`` and ``gt.constructed_lsa`` read the same whichever module holds it.
 
 - :mod:`.one_layer_one_step` — Proposition 1, the learned step size, interpolation, out of distribution.
+- :mod:`.fixed_tasks` — the same chapter's layer trained on a fixed, finite set of tasks.
 - :mod:`.deeper_gdpp` — GD++ and deeper/recurrent models.
 - :mod:`.preconditioned` — anisotropic inputs and the optimal preconditioner.
 - :mod:`.nonlinear_features` — Proposition 2: GD on learned features (sine tasks).
@@ -26,6 +27,7 @@ from ._common import (
     compare_with_gd,
     constructed_lsa,
     gd_predict,
+    pool_stream,
     train_lsa,
     weight_products,
 )
@@ -38,9 +40,15 @@ from .deeper_gdpp import (
     effective_gamma,
     fit_gd_scalars,
     gd_vs_gdpp,
+    implicit_inverse,
+    neumann_inverse,
+    newton_inverse,
+    polynomial_degree,
+    polynomial_predict,
     spectra,
     train_recurrent,
 )
+from .fixed_tasks import FIXED_TASK_BATCH, FIXED_TASK_SIZES, FIXED_TASK_STEPS, fixed_task_sweep, prediction_rank
 from .golden import golden_agreement, load_golden
 from .nonlinear_features import (
     EMBEDDINGS,
@@ -104,6 +112,7 @@ from .standard_tokens import (
     copy_attention,
     copy_gd_errors,
     copy_layer,
+    copy_readout,
     copy_scores,
     new_standard_model,
     train_standard_tokens,
@@ -114,16 +123,19 @@ __all__ = [
     # shared by the chapters (and the fixed names of the design)
     "make_tokens", "readout", "predict", "icl_loss", "constructed_lsa", "gd_predict", "weight_products",
     "train_lsa", "compare_with_gd", "TrainedRun", "RegressionSettings", "ONE_LAYER", "PAPER", "ParallelHeads",
+    "pool_stream",
     # one layer, one step
     "ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_matched_constructed", "interpolate_layers",
     "ood_sweep", "ood_log_ratios", "interpolation_losses", "proposition1_errors", "optimal_lr_monte_carlo",
     "softmax_heads_capacity",
     "OTHER_DISTRIBUTIONS", "sample_other_inputs", "other_distributions_sweep", "damped_rollout", "rollout_losses",
+    "FIXED_TASK_SIZES", "FIXED_TASK_STEPS", "FIXED_TASK_BATCH", "fixed_task_sweep", "prediction_rank",
     # golden
     "load_golden", "golden_agreement",
     # deeper layers: GD++
     "constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars", "spectra", "RECURRENT_AFTER_ESCAPE",
     "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp",
+    "implicit_inverse", "neumann_inverse", "newton_inverse", "polynomial_predict", "polynomial_degree",
     # anisotropic inputs
     "effective_preconditioner", "preconditioner_monte_carlo", "preconditioner_stationarity", "anisotropic_setting",
     "preconditioner_losses", "margin_over_gd",
@@ -138,6 +150,7 @@ __all__ = [
     "StandardSettings", "STANDARD", "constructed_copy_gd", "copy_gd_errors", "new_standard_model",
     "train_standard_tokens", "copy_attention", "copy_scores",
     "COPY_DIRECTIONS", "copy_layer", "constructed_label_copy_gd", "CausalSelfAttention", "with_gd_step",
+    "copy_readout",
 ]
 
 __getattr__ = _deprecation.module_getattr(__name__, {

@@ -21,7 +21,7 @@ class RegressionSettings:
 
     ``d = N = 10``, one output, batch 2,048, evaluation on 10,000 tasks, Adam (lr 1e-3, β = (0.9, 0.98)) after
     global-norm clipping at 1e-3. ``steps``: the official notebook trains 5,000 steps; the book 3,000 (the GD level
-    is reached by ~500).
+    is reached by ~600).
 
     References
     ----------
@@ -204,6 +204,27 @@ def train_lsa(
     return train.train_run(model, icl_loss, batches, steps, eval_set=ev, eval_batch=(ev.tokens(), ev.y_query),
                            escape=escape, lr=PAPER.lr, betas=PAPER.betas, clip=clip, eval_every=eval_every,
                            callbacks=callbacks, progress=progress, desc=f"LSA seed {seed}")
+
+
+def pool_stream(pool: tasks.RegressionBatch, batch_size: int, *, seed: int, device: str | torch.device | None = None):
+    """``step -> (tokens, y_query)`` from a *fixed* pool of tasks instead of fresh ones: at every step
+    ``batch_size`` tasks drawn uniformly with replacement from ``pool`` by one seeded generator, or the whole pool
+    when it holds no more than ``batch_size`` tasks (full-batch training). The fixed-training-set experiment of
+    von Oswald et al. (2022), App. A.12."""
+    if not isinstance(pool, tasks.RegressionBatch):
+        raise TypeError(f"pool must be a tasks.RegressionBatch, got {type(pool).__name__}")
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    tokens, y_query = pool.tokens(), pool.y_query
+    n_pool = tokens.shape[0]
+    gen = runtime.generator(seed, device)
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if n_pool <= batch_size:
+            return tokens, y_query
+        idx = torch.randint(n_pool, (batch_size,), generator=gen, device=gen.device).to(tokens.device)
+        return tokens[idx], y_query[idx]
+
+    return batches
 
 
 def compare_with_gd(model: torch.nn.Module, batch: tasks.RegressionBatch, lr: float, steps: int = 1) -> dict:

@@ -18,7 +18,8 @@ from ..tasks import make_tokens
 from ._common import PAPER, _alignment, constructed_lsa, train_lsa, weight_blocks
 
 __all__ = ["constructed_gdpp", "effective_gamma", "GDScalars", "fit_gd_scalars", "spectra", "RECURRENT_AFTER_ESCAPE",
-           "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp"]
+           "train_recurrent", "depth_sweep", "gd_vs_gdpp", "compare_with_gdpp", "implicit_inverse", "neumann_inverse",
+           "newton_inverse", "polynomial_predict", "polynomial_degree"]
 
 
 def constructed_gdpp(dx: int, dy: int, n_context: int, lr: float, gamma: float, n_layers: int = 1,
@@ -154,3 +155,126 @@ def compare_with_gdpp(model: torch.nn.Module, batch: tasks.RegressionBatch, lr: 
         pred_tf, pred_ref = ours(batch.x_query), ref(batch.x_query)
     sens_tf, sens_ref = metrics.sensitivities(ours, batch.x_query), metrics.sensitivities(ref, batch.x_query)
     return _alignment(batch, "gdpp", pred_tf, pred_ref, sens_tf, sens_ref)
+
+
+# ---------------------------------------------------------------- the Neumann-series view (App. A.10)
+# GD, GD++ and Newton–Schulz from zero all predict ŷ = x_qᵀ p(XᵀX) Xᵀy for a polynomial p; least squares has
+# p(λ) = 1/λ. Along an eigenvector of XᵀX with eigenvalue λ each recovers the fraction λ p(λ) of the least-squares
+# solution, so 1 − λ p(λ) is that direction's remaining error factor.
+
+
+def _eigenvalues(lam: torch.Tensor | float) -> torch.Tensor:
+    lam = torch.as_tensor(lam)
+    if not lam.is_floating_point():
+        lam = lam.double()
+    if not torch.isfinite(lam).all() or (lam < 0).any():
+        raise ValueError("lam must hold eigenvalues of XᵀX: finite and ≥ 0")
+    return lam
+
+
+def implicit_inverse(lam: torch.Tensor | float, lr: float, gamma: float = 0.0, *, steps: int,
+                     n_context: int) -> torch.Tensor:
+    """``p(λ)``, elementwise, of ``steps`` steps of GD++ (GD for ``gamma = 0``) from ``W = 0``: the polynomial with
+    ``solvers.gd_plus_plus(x, y, x_q, lr, gamma, steps) = x_qᵀ p(XᵀX) Xᵀy`` exactly, ``XᵀX`` unnormalised.
+
+    With ``c = lr / N``, ``s_0 = 0``, ``q_0 = 1`` and ``a_0 = λ`` (the eigenvalue after ``k`` corrections is
+    ``a_k = λ q_k²``, the eigenvalue map applied ``k`` times)::
+
+        s_{k+1} = s_k + c q_k² (1 − λ s_k),   q_{k+1} = q_k (1 − γ a_k),   p = s_K,
+
+    so ``1 − λ p(λ) = Π_k (1 − c a_k)``: the product of the steps' error factors. For ``gamma = 0`` this is
+    ``(1 − cλ)^K`` and ``p`` is the Neumann series of ``1/λ`` truncated after ``K`` terms
+    (:func:`neumann_inverse` with ``alpha = c``); GD++'s ``p`` has degree ``(3^K − 3)/2`` in ``λ``, GD's ``K − 1``.
+
+    Parameters
+    ----------
+    lam : tensor or float
+        Eigenvalues of the unnormalised ``XᵀX`` (any shape, ≥ 0).
+    lr, gamma : float
+        GD step size η (the step is ``η/N``) and the curvature correction γ.
+    steps, n_context : int
+        Number of steps K and context length N.
+
+    References
+    ----------
+    von Oswald et al. (2022), App. A.10 (GD++ and the truncated Neumann series for ``(XXᵀ)⁻¹``).
+    """
+    lam = _eigenvalues(lam)
+    c = _checks.positive_float("lr", lr) / _checks.positive_int("n_context", n_context)
+    gamma = _checks.positive_float("gamma", gamma, allow_zero=True)
+    s, q = torch.zeros_like(lam), torch.ones_like(lam)
+    for _ in range(_checks.positive_int("steps", steps)):
+        a = lam * q**2  # the eigenvalue after the corrections so far
+        s = s + c * q**2 * (1 - lam * s)
+        q = q * (1 - gamma * a)
+    return s
+
+
+def neumann_inverse(lam: torch.Tensor | float, alpha: float, terms: int) -> torch.Tensor:
+    """The Neumann series of ``1/λ`` truncated after ``terms`` terms: ``α Σ_{k<terms} (1 − αλ)^k``, elementwise.
+
+    Converges to ``1/λ`` when ``0 < αλ < 2``; its error factor is ``1 − λ p(λ) = (1 − αλ)^terms``. ``K`` GD steps of
+    size η from zero are ``terms = K`` with ``α = η/N`` (:func:`implicit_inverse`); ``k`` Newton–Schulz iterations
+    from ``M_0 = αI`` are ``terms = 2^k``.
+    """
+    lam = _eigenvalues(lam)
+    alpha = _checks.positive_float("alpha", alpha)
+    out, power = torch.zeros_like(lam), torch.ones_like(lam)
+    for _ in range(_checks.positive_int("terms", terms)):
+        out = out + alpha * power
+        power = power * (1 - alpha * lam)
+    return out
+
+
+def newton_inverse(lam: torch.Tensor | float, steps: int, *, lam_max: torch.Tensor | float) -> torch.Tensor:
+    """``p(λ)`` of :func:`solvers.newton_predict`: ``steps`` Newton–Schulz iterations ``m ← 2m − m²λ`` from
+    ``m_0 = λ / λ_max²``, elementwise; ``lam_max`` (broadcast against ``lam``) is each task's largest eigenvalue of
+    ``XᵀX``. Its error factor is ``1 − λ p(λ) = (1 − λ²/λ_max²)^(2^steps)``."""
+    lam = _eigenvalues(lam)
+    lam_max = torch.as_tensor(lam_max, dtype=lam.dtype)
+    if not torch.isfinite(lam_max).all() or (lam_max <= 0).any():
+        raise ValueError("lam_max must be finite and > 0")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    m = lam / lam_max**2
+    for _ in range(steps):
+        m = 2 * m - m**2 * lam
+    return m
+
+
+def polynomial_predict(x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor, p) -> torch.Tensor:
+    """``ŷ = x_qᵀ p(XᵀX) Xᵀy`` through the eigendecomposition of the unnormalised ``XᵀX``: ``p`` maps a ``(B, dx)``
+    tensor of eigenvalues to the polynomial's values (e.g. ``lambda lam: implicit_inverse(lam, ...)``).
+
+    Returns ``(B, dy)``; with :func:`implicit_inverse` it equals :func:`solvers.gd_plus_plus` (float64: to
+    round-off), with :func:`newton_inverse` :func:`solvers.newton_predict`.
+    """
+    _checks.tensor("x", x, 3, "(B, N, dx)")
+    _checks.tensor("y", y, 3, "(B, N, dy)")
+    _checks.tensor("x_query", x_query, 2, "(B, dx)")
+    _checks.same("x", x.shape[2], "x_query", x_query.shape[1], "input dimension dx")
+    _checks.same("x", tuple(x.shape[:2]), "y", tuple(y.shape[:2]), "(B, N)")
+    lam, V = torch.linalg.eigh(x.transpose(1, 2) @ x)  # (B, dx), (B, dx, dx)
+    vals = p(lam.clamp_min(0))
+    M = V @ torch.diag_embed(vals.to(V.dtype)) @ V.transpose(1, 2)  # p(XᵀX), (B, dx, dx)
+    W = (M @ x.transpose(1, 2) @ y).transpose(1, 2)  # (B, dy, dx)
+    return (W @ x_query[..., None])[..., 0]
+
+
+def polynomial_degree(p, lam_max: float, *, max_degree: int = 40, tol: float = 1e-9) -> int:
+    """The degree of the polynomial ``p`` (a function of a float64 tensor of eigenvalues, e.g. a
+    :func:`implicit_inverse`), found numerically: the smallest ``d`` whose least-squares Chebyshev fit on
+    ``[0, lam_max]`` (``4·max_degree`` Chebyshev nodes) matches ``p`` to ``tol`` relative to ``p``'s largest value."""
+    import numpy as np
+
+    lam_max = _checks.positive_float("lam_max", lam_max)
+    max_degree = _checks.positive_int("max_degree", max_degree)
+    n = 4 * max_degree
+    nodes = lam_max / 2 * (1 - np.cos(np.pi * (np.arange(n) + 0.5) / n))
+    values = np.asarray(p(torch.as_tensor(nodes, dtype=torch.float64)), dtype=np.float64)
+    scale = np.abs(values).max()
+    for d in range(max_degree + 1):
+        fit = np.polynomial.Chebyshev.fit(nodes, values, d)
+        if np.abs(fit(nodes) - values).max() <= tol * scale:
+            return d
+    raise ValueError(f"p is not a polynomial of degree ≤ {max_degree} to tol={tol} on [0, {lam_max}]")

@@ -30,7 +30,7 @@ __all__ = ["ONE_LAYER_STEPS", "effective_lr_over_n", "product_layer", "gauge_mat
            "other_distributions_sweep", "damped_rollout", "rollout_losses"]
 
 ONE_LAYER_STEPS = ONE_LAYER.cpu.steps
-"""Training steps of the one-layer experiment (the official notebook runs 5,000; GD level is reached by ~500)."""
+"""Training steps of the one-layer experiment (the official notebook runs 5,000; the GD level is reached by ~600)."""
 
 
 def effective_lr_over_n(layer: LinearSelfAttention, dx: int) -> float:

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import _checks, metrics, runtime, tasks, train
+from .. import _checks, metrics, runtime, solvers, tasks, train
 from ..models import LinearSelfAttention, LSAStack, StandardTokenLSA
 from ..query import icl_loss, predict
 from ._common import PAPER, gd_predict
 
 __all__ = ["StandardSettings", "STANDARD", "COPY_DIRECTIONS", "copy_layer", "constructed_label_copy_gd",
            "constructed_copy_gd", "copy_gd_errors", "CausalSelfAttention", "new_standard_model",
-           "train_standard_tokens", "copy_attention", "copy_scores", "with_gd_step"]
+           "train_standard_tokens", "copy_attention", "copy_scores", "with_gd_step", "copy_readout"]
 
 COPY_DIRECTIONS = ("next", "previous")
 """The copy layer's two directions: ``"next"`` — every token reads the token after it, so an input token takes its
@@ -99,18 +99,23 @@ def copy_layer(dx: int, dy: int, n_context: int, *, direction: str = "next", bet
     return LinearSelfAttention.from_matrices(W_Q, W_K, slot, slot.clone(), attention="softmax")
 
 
+def _gd_layer(dx: int, dy: int, dim: int, n_context: int, lr: float, dtype: torch.dtype) -> LinearSelfAttention:
+    """Proposition 1's layer on the standard layout's ``dim``-wide tokens: keys and queries from the x-slot, values
+    from the y-slot, ``η/N`` times their sum written back into the y-slot (the query's y-slot reads −ŷ)."""
+    N = _checks.positive_int("n_context", n_context)
+    x_block = torch.zeros(dim, dim, dtype=dtype)
+    x_block[:dx, :dx] = torch.eye(dx, dtype=dtype)
+    y_block = torch.zeros(dim, dim, dtype=dtype)
+    y_block[dx:dx + dy, dx:dx + dy] = torch.eye(dy, dtype=dtype)
+    return LinearSelfAttention.from_matrices(x_block, x_block.clone(), -y_block,
+                                             (_checks.positive_float("lr", lr, allow_zero=True) / N) * y_block)
+
+
 def _copy_then_gd(dx: int, dy: int, n_context: int, lr: float, direction: str, beta: float,
                   dtype: torch.dtype) -> StandardTokenLSA:
     copy = copy_layer(dx, dy, n_context, direction=direction, beta=beta, dtype=dtype)
     N = _checks.positive_int("n_context", n_context)
-    D, p0 = copy.dim, dx + dy
-    x_block = torch.zeros(D, D, dtype=dtype)
-    x_block[:dx, :dx] = torch.eye(dx, dtype=dtype)
-    y_block = torch.zeros(D, D, dtype=dtype)
-    y_block[dx:p0, dx:p0] = torch.eye(dy, dtype=dtype)
-    gd_layer = LinearSelfAttention.from_matrices(x_block, x_block.clone(), -y_block,
-                                                 (_checks.positive_float("lr", lr, allow_zero=True) / N) * y_block)
-    return StandardTokenLSA(LSAStack([copy, gd_layer]), dx, dy, N)
+    return StandardTokenLSA(LSAStack([copy, _gd_layer(dx, dy, copy.dim, N, lr, dtype)]), dx, dy, N)
 
 
 def constructed_label_copy_gd(dx: int, dy: int, n_context: int, lr: float, *, beta: float = 40.0,
@@ -157,7 +162,7 @@ def with_gd_step(model: StandardTokenLSA, lr: float) -> StandardTokenLSA:
         raise TypeError(f"model must be a two-layer StandardTokenLSA, got {type(model).__name__}")
     first = model.stack.layer(0)
     dtype = first.W_Q.weight.dtype
-    gd_layer = _copy_then_gd(model.dx, model.dy, model.n_context, lr, "next", 40.0, dtype).stack.layer(1)
+    gd_layer = _gd_layer(model.dx, model.dy, first.dim, model.n_context, lr, dtype)
     if isinstance(first, CausalSelfAttention):
         gd_layer = CausalSelfAttention.from_matrices(**gd_layer.matrices())
     return StandardTokenLSA(LSAStack([first, gd_layer.to(first.W_Q.weight.device)]), model.dx, model.dy,
@@ -287,13 +292,73 @@ def copy_attention(model: StandardTokenLSA, batch: tasks.RegressionBatch) -> tor
         return scores.mean(dim=0)
 
 
-def copy_scores(attn: torch.Tensor) -> dict[str, float]:
+def copy_scores(attn: torch.Tensor, *, causal: bool = False) -> dict[str, float]:
     """From a ``(2N+1, 2N)`` attention map: the mean weight a target token puts on its own input
-    (``"y_reads_x"``), an input token on its own target (``"x_reads_y"``), and the uniform level ``1 / 2N``."""
+    (``"y_reads_x"``), an input token on its own target (``"x_reads_y"``), and ``"uniform"``, the weight a target
+    token would put on its input if it attended evenly: ``1 / 2N``, or with ``causal=True`` the mean over the
+    targets of ``1 / (keys it sees)`` (target ``i`` sees ``2i + 2`` keys under the mask)."""
     _checks.tensor("attn", attn, 2, "(2N+1, 2N)")
     T, K = attn.shape
     if T != K + 1 or K % 2:
         raise ValueError(f"attn must have shape (2N+1, 2N), got {tuple(attn.shape)}")
     i = torch.arange(0, K, 2)
+    uniform = float((1 / (i + 2).double()).mean()) if causal else 1 / K
     return {"y_reads_x": float(attn[i + 1, i].mean()), "x_reads_y": float(attn[i, i + 1].mean()),
-            "uniform": 1 / K}
+            "uniform": uniform}
+
+
+def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
+
+
+def copy_readout(model: StandardTokenLSA, fit: tasks.RegressionBatch, batch: tasks.RegressionBatch) -> dict:
+    """How much of each target token's input ``x_i`` the first layer wrote into the target token — wherever it put
+    it — and whether one GD step could use it.
+
+    Linear read-outs, fitted by least squares on the tasks of ``fit`` (float64), map the first layer's output at a
+    target token to ``x_i`` and ``y_i`` and at the query to ``x_q``; a second linear-attention layer can compute any
+    such read-out with its keys, values and queries. On ``batch`` it returns ``r2_x`` (how well ``x_i`` is read out of
+    the whole target token after the first layer), ``r2_x_before`` (the same before it: the copy's baseline),
+    ``r2_x_slot`` (read out of the target's x-slot alone, the only place :func:`with_gd_step` looks), ``r2_y``; and
+    ``loss``/``lr``: one GD step on the read-out pairs ``(x̂_i, ŷ_i)`` and query ``x̂_q`` at its best step size,
+    against ``loss_gd``, one GD step on the true pairs at its own best step size.
+    """
+    if not isinstance(model, StandardTokenLSA):
+        raise TypeError(f"model must be a StandardTokenLSA, got {type(model).__name__}")
+    for name, b in (("fit", fit), ("batch", batch)):
+        if not isinstance(b, tasks.RegressionBatch):
+            raise TypeError(f"{name} must be a tasks.RegressionBatch, got {type(b).__name__}")
+    dx, first = model.dx, model.stack.layer(0)
+
+    def parts(b: tasks.RegressionBatch, after: bool):
+        with torch.no_grad():
+            E = model.tokens(b.tokens().to(first.W_Q.weight.dtype))
+            H = (first(E) if after else E).double()  # (B, 2N+1, D)
+        return H[:, 1:-1:2].reshape(-1, H.shape[-1]), H[:, -1]  # target tokens (B·N, D), query (B, D)
+
+    def readout(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.lstsq(a, target, driver="gelsd").solution  # (D, out); gelsd: the token is rank-deficient
+
+    x_fit, y_fit = fit.x.double().reshape(-1, dx), fit.y.double().reshape(fit.x.shape[0] * fit.x.shape[1], -1)
+    x_ev, y_ev = batch.x.double().reshape(-1, dx), batch.y.double().reshape(batch.x.shape[0] * batch.x.shape[1], -1)
+    out = {}
+    for key, after, cols in (("r2_x", True, None), ("r2_x_before", False, None), ("r2_x_slot", True, slice(0, dx))):
+        (t_fit, _), (t_ev, _) = parts(fit, after), parts(batch, after)
+        if cols is not None:
+            t_fit, t_ev = t_fit[:, cols], t_ev[:, cols]
+        out[key] = _r2(t_ev @ readout(t_fit, x_fit), x_ev)
+    (t_fit, q_fit), (t_ev, q_ev) = parts(fit, True), parts(batch, True)
+    r_y, r_q = readout(t_fit, y_fit), readout(q_fit, fit.x_query.double())
+    x_hat = (t_ev @ readout(t_fit, x_fit)).reshape(batch.x.shape)
+    y_hat = (t_ev @ r_y).reshape(batch.y.shape)
+    out["r2_y"] = _r2(y_hat.reshape(-1, y_ev.shape[1]), y_ev)
+    decoded = tasks.RegressionBatch(x_hat, y_hat, q_ev @ r_q, batch.y_query.double(), batch.w.double())
+    truth = tasks.RegressionBatch(*(t.double() for t in batch))
+
+    def loss(b: tasks.RegressionBatch, eta: float) -> float:
+        return float(metrics.half_squared_error(gd_predict(b, eta), b.y_query))
+
+    out["lr"] = solvers.line_search(lambda e: loss(decoded, e), 0.0, 30.0, tol=1e-3)
+    out["loss"] = loss(decoded, out["lr"])
+    out["loss_gd"] = loss(truth, solvers.line_search(lambda e: loss(truth, e), 0.0, 30.0, tol=1e-3))
+    return out

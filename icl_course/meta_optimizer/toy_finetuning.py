@@ -19,6 +19,7 @@ Shen et al. (2023) (order). Part II, ``book/part2_toy_finetuning.ipynb`` (claims
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -217,7 +218,8 @@ class ToySummary(NamedTuple):
     trained minus the untrained copy (``vs_untrained``, D5a), FT minus FT on the reversed demonstrations
     (``vs_shuffled``), FT minus FT on label-swapped demonstrations (``vs_swapped``) and ICL minus ICL on swapped
     demonstrations (``vs_icl_swapped``; both ``None`` without controls); ``simam_gap``: layer-mean SimAM, ICL vs FT
-    minus ICL vs ZSL; ``rec_test``: the :class:`Rec2FTPTest` (D10) when computed."""
+    minus ICL vs ZSL; ``rec_test``: the :class:`Rec2FTPTest` (D10) when computed; ``ft_lr`` and ``ft_lr_accuracy``:
+    the fine-tuning step :func:`toy_experiment` used and how it was chosen."""
 
     acc: dict[str, float]
     acc_sem: dict[str, float]
@@ -233,6 +235,8 @@ class ToySummary(NamedTuple):
     vs_icl_swapped: PairedDifference | None = None
     simam_gap: PairedDifference | None = None
     rec_test: Rec2FTPTest | None = None
+    ft_lr: float = math.nan  # the fine-tuning step used (chosen on the trained model by toy_experiment)
+    ft_lr_accuracy: dict[float, float] | None = None  # choose_ft_lr's held-out FT accuracy per step on its grid
 
 
 def _rec2ftp_or_nan(c: dict[str, torch.Tensor]) -> float:
@@ -268,12 +272,23 @@ def toy_summary(trained: list[ToyMetrics], untrained: list[ToyMetrics],
 
 
 def toy_experiment(*, seed: int = 0, settings: ToySettings = TOY.cpu, n_eval: int | None = None,
-                   run: train.TrainedRun | None = None) -> tuple[ToySummary, list[ToyMetrics], list[ToyMetrics]]:
-    """The chapter's experiment end to end: train (or take ``run``), then :func:`toy_metrics` of the trained model
-    (with the label-swapped controls) and of its untrained copy (same initial weights, same ``ft_lr``) on ``n_eval``
-    tasks per demonstration seed (tasks of seed ``1000·seed + 10 + s``), and :func:`rec2ftp_test` on as many tasks
-    in all (seed ``1000·seed + 5``). Returns the summary and the per-seed metrics (trained, untrained)."""
+                   run: train.TrainedRun | None = None,
+                   choose_lr: bool = True) -> tuple[ToySummary, list[ToyMetrics], list[ToyMetrics]]:
+    """The chapter's experiment end to end: train (or take ``run``); choose the fine-tuning step on the trained model
+    (:func:`choose_ft_lr` on its 200 held-out tasks; ``choose_lr=False`` keeps ``settings.ft_lr``); then
+    :func:`toy_metrics` of the trained model (with the label-swapped controls) and of its untrained copy (same initial
+    weights, same step) on ``n_eval`` tasks per demonstration seed (tasks of seed ``1000·seed + 10 + s``), and
+    :func:`rec2ftp_test` on as many tasks in all (seed ``1000·seed + 5``). Returns the summary (with the step used)
+    and the per-seed metrics (trained, untrained).
+
+    The step is chosen per trained model because the model is: on two CPUs the same seed trains along different
+    floating-point paths, and a step recorded on one machine's model can leave one-demonstration fine-tuning inert
+    on another's."""
     run = run or train_toy_model(settings, seed=seed)
+    grid_acc = None
+    if choose_lr:
+        lr, grid_acc = choose_ft_lr(run.model, settings)
+        settings = dataclasses.replace(settings, ft_lr=lr)
     untrained = new_toy_model(settings, seed=seed)
     n = n_eval or settings.n_eval
     ms, mu = [], []
@@ -282,7 +297,7 @@ def toy_experiment(*, seed: int = 0, settings: ToySettings = TOY.cpu, n_eval: in
         ms.append(toy_metrics(run.model, tasks, settings.ft_lr, seed=s, controls=True))
         mu.append(toy_metrics(untrained, tasks, settings.ft_lr, seed=s))
     rt = rec2ftp_test(run.model, settings, n=n * len(settings.demo_seeds), seed=1000 * seed + 5)
-    return toy_summary(ms, mu, rt), ms, mu
+    return toy_summary(ms, mu, rt)._replace(ft_lr=settings.ft_lr, ft_lr_accuracy=grid_acc), ms, mu
 
 
 class Rec2FTPTest(NamedTuple):
@@ -290,8 +305,9 @@ class Rec2FTPTest(NamedTuple):
     ``null`` = ICL's accuracy on them (Rec2FTP's expectation if FT-correctness and ICL-correctness were independent
     there); ``null_sd``: its exact hypergeometric standard deviation given the counts; ``lift`` = rec2ftp − null;
     ``strat_lift`` and ``strat_sd``: the same within the two strata "the query's label is / is not among the
-    demonstrations" (summed); ``n_fixed``: examples FT fixed (Rec2FTP's denominator), ``n_fixed_unseen`` of them
-    with the label not among the demonstrations; ``acc``: ZSL/ICL/FT accuracy (arg-max over all labels); ``k``."""
+    demonstrations" (summed); ``n_fixed``: examples FT fixed (Rec2FTP's denominator; 0, with the rates NaN, when FT
+    fixed none), ``n_fixed_unseen`` of them with the label not among the demonstrations; ``acc``: ZSL/ICL/FT
+    accuracy (arg-max over all labels); ``k``."""
 
     rec2ftp: float
     null: float
@@ -326,11 +342,13 @@ def rec2ftp_test(model: GPT, settings: ToySettings = TOY.cpu, *, n: int, seed: i
                                                                                   ("FT", p.ft))}
     zw, seen = ~c["ZSL"], (tasks.demo_labels == tasks.label[:, None]).any(1)
     a = int((zw & c["FT"]).sum())
-    if a == 0:
-        raise ValueError("Rec2FTP is undefined: no example is ZSL-wrong and FT-right")
+    acc = {name: float(v.double().mean()) for name, v in c.items()}
+    if a == 0:  # fine-tuning fixed no zero-shot error: Rec2FTP (a ratio over those examples) is undefined
+        nan = math.nan
+        return Rec2FTPTest(nan, nan, nan, nan, nan, nan, 0, 0, acc, k)
     x, mean, var = _hypergeom(zw, c["FT"], c["ICL"])
     parts = [_hypergeom(zw & (seen == s), c["FT"], c["ICL"]) for s in (True, False)]
     sx, smean, svar = (sum(q[j] for q in parts) for j in range(3))
     return Rec2FTPTest(100 * x / a, 100 * mean / a, 100 * math.sqrt(var) / a, 100 * (x - mean) / a,
                        100 * (sx - smean) / a, 100 * math.sqrt(svar) / a, a, int((zw & c["FT"] & ~seen).sum()),
-                       {name: float(v.double().mean()) for name, v in c.items()}, k)
+                       acc, k)

@@ -151,11 +151,19 @@ def test_claim_values_read_the_right_fields():
     assert claims.e4_value([2.0, 1.2, 1.0]) == pytest.approx(0.4)  # against the near end
     with pytest.raises(ValueError, match="odd"):
         claims.e4_value([1.0, 2.0])
-    table = {2: {"gd": 0.15, "gdpp": 0.11}, 3: {"gd": 0.13, "gdpp": 0.09}}
+    table = {2: {"gd": 0.15, "gdpp": 0.11}, 3: {"gd": 0.13, "gdpp": 0.09, "gd_model": gt.GDScalars(DX, 3, lr=6.0),
+                                                         "gdpp_model": gt.GDScalars(DX, 3, lr=19.0, gamma=0.2)}}
     assert claims.e5_value(table) == (claims.GdGdpp(0.15, 0.11), claims.GdGdpp(0.13, 0.09))
-    v6 = claims.e6_value(_run([9, 9, 1, 2, 3, 4, 5]), 700, table)
-    assert v6 == claims.E6Value(3.0, 0.13, 0.09, 700.0)  # mean of the last five evaluations
-    assert claims.e6_value(_run([1.0]), None, table).escape == -1
+    ev = tasks.regression_eval_set(300, N, DX, seed=6)
+    as_gdpp = gt.constructed_gdpp(DX, 1, N, 19.0, 0.2, 3)  # a "trained" model that is GD++-3 at the fitted scalars
+    v6 = claims.e6_value(_run([9, 9, 1, 2, 3, 4, 5], model=as_gdpp, eval_set=ev), 700, table)
+    assert v6[:4] == (3.0, 0.13, 0.09, 700.0)  # mean of the last five evaluations
+    assert v6.cos_gdpp3 == pytest.approx(1.0, abs=1e-5) and v6.cos_gd3 < 0.99
+    as_gd = gt.constructed_lsa(DX, 1, N, 6.0, n_layers=3)  # GD-3 itself: closer to GD than to GD++
+    v6_gd = claims.e6_value(_run([0.09], model=as_gd, eval_set=ev), None, table)
+    assert v6_gd.escape == -1 and v6_gd.cos_gd3 == pytest.approx(1.0, abs=1e-5) and v6_gd.cos_gdpp3 < 0.99
+    judge = lambda v: reproduce.REGISTRY["E6"].judge(v, None)  # noqa: E731
+    assert judge(v6._replace(loss_tf=0.092)) and not judge(v6_gd._replace(loss_tf=0.092))  # same loss, wrong model
     assert claims.e7_value(list(range(1, 9))) == (3, 4, 5, 6, 7, 8)
     sine = tasks.sine_eval_set(200, seed=4)
     v8 = claims.e8_value(_run([0, 1, 2, 3, 4, 5]), _run([9, 1, 1, 1, 1, 6], eval_set=sine))
@@ -200,12 +208,13 @@ def test_e2c_is_two_sided_and_e8_needs_a_baseline_that_learned():
     assert reproduce.evaluate("E8u", lazy).status == "FAIL"  # and the known gap does not hide it
 
 
-def test_e11_value_reads_the_last_evaluations_the_losses_and_the_paired_margin():
+def test_e11_value_judges_the_final_layer_on_both_halves_with_the_paired_margin():
     b = tasks.regression_eval_set(300, N, DX, seed=5)
     model = gt.constructed_lsa(DX, 1, N, 2.0)  # one GD step at η = 2: its margin over GD at η = 3 by construction
     v = claims.e11_value(_run([9, 1, 2, 3, 4, 5], model=model, eval_set=b),
                          {"star": 0.5, "gd_best": 0.7, "gd_best_eta": 3.0})
-    assert v[:3] == (3.0, 0.5, 0.7)
+    assert v[1:3] == (0.5, 0.7)
+    assert v.loss_tf == pytest.approx(_gd_loss(b, 2.0), rel=1e-5)  # the final layer's loss, not the history's
     assert (v.margin, v.margin_se) == pytest.approx(gt.margin_over_gd(model, b, 3.0))
     assert v.margin == pytest.approx(_gd_loss(b, 3.0) - _gd_loss(b, 2.0), rel=1e-4)
 

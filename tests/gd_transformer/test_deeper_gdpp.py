@@ -149,3 +149,81 @@ def test_newton_iterations_converge_to_least_squares():
     assert _rel(solvers.newton_predict(b.x, b.y, b.x_query, 0), ref0) < 1e-10
     with pytest.raises(ValueError, match="steps"):
         solvers.newton_predict(b.x, b.y, b.x_query, -1)
+
+
+# ---------------------------------------------------------------- the Neumann-series view
+
+
+@given(B=st.integers(1, 4), N=st.integers(1, 12), dx=st.integers(1, 6), dy=st.integers(1, 3), K=st.integers(1, 4),
+       seed=st.integers(0, 10_000), lr=st.floats(0.1, 3.0), gamma=st.floats(0.0, 0.3))
+def test_gdpp_is_a_polynomial_in_xtx(B, N, dx, dy, K, seed, lr, gamma):
+    """K GD++ steps predict x_qᵀ p(XᵀX) Xᵀy with p = implicit_inverse — the solver is an independent computation
+    (it transforms the tokens step by step), so a wrong recursion (order of the updates, a missing square) fails."""
+    b = _batch(B, N, dx, dy, seed)
+    ref = solvers.gd_plus_plus(b.x, b.y, b.x_query, lr, gamma, K)
+    ours = gt.polynomial_predict(b.x, b.y, b.x_query,
+                                 lambda lam: gt.implicit_inverse(lam, lr, gamma, steps=K, n_context=N))
+    assert torch.allclose(ours, ref, rtol=1e-9, atol=1e-10 * (1 + float(ref.abs().max())))
+
+
+@given(K=st.integers(1, 6), lr=st.floats(0.1, 15.0), N=st.integers(1, 20))
+def test_k_gd_steps_are_the_neumann_series_truncated_after_k_terms(K, lr, N):
+    lam = torch.linspace(0, 30, 61, dtype=F64)
+    p = gt.implicit_inverse(lam, lr, 0.0, steps=K, n_context=N)
+    assert torch.allclose(p, gt.neumann_inverse(lam, lr / N, K), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(1 - lam * p, (1 - lr / N * lam) ** K, rtol=1e-9, atol=1e-9)  # the error factor
+    if K > 1:  # one term fewer is a different polynomial
+        assert not torch.allclose(p, gt.neumann_inverse(lam, lr / N, K - 1), rtol=1e-6)
+
+
+def test_gdpp_error_factor_is_the_product_over_the_folded_spectrum():
+    lam, lr, gamma, N = torch.linspace(0, 12, 49, dtype=F64), 14.0, 0.17, 10
+    p = gt.implicit_inverse(lam, lr, gamma, steps=3, n_context=N)
+    a, factor = lam.clone(), torch.ones_like(lam)
+    for _ in range(3):  # the chapter's product of the steps' factors 1 − (η/N) f^(k)(λ)
+        factor = factor * (1 - lr / N * a)
+        a = a * (1 - gamma * a) ** 2
+    assert torch.allclose(1 - lam * p, factor, rtol=1e-10, atol=1e-10)
+
+
+def test_newton_schulz_is_the_neumann_series_with_doubling_terms_and_matches_the_solver():
+    lam, alpha = torch.linspace(0.05, 3, 30, dtype=F64), 0.3
+    m = torch.full_like(lam, alpha)
+    for k in range(1, 4):  # Newton–Schulz from M_0 = αI
+        m = 2 * m - m * m * lam
+        assert torch.allclose(m, gt.neumann_inverse(lam, alpha, 2**k), rtol=1e-12)
+    b = _batch(6, 9, 4, 2, 5)
+    lam_max = torch.linalg.eigvalsh(b.x.transpose(1, 2) @ b.x)[:, -1:]
+    for k in (0, 1, 4):
+        ours = gt.polynomial_predict(b.x, b.y, b.x_query, lambda v, k=k: gt.newton_inverse(v, k, lam_max=lam_max))
+        assert _rel(ours, solvers.newton_predict(b.x, b.y, b.x_query, k)) < 1e-10
+
+
+def test_polynomial_view_bad_input():
+    b = _batch(2, 5, 3, 1, 0)
+    with pytest.raises(ValueError, match="lam"):
+        gt.implicit_inverse(torch.tensor([-1.0, 2.0]), 1.0, steps=2, n_context=5)
+    with pytest.raises(ValueError, match="lam"):
+        gt.neumann_inverse(torch.tensor([float("nan")]), 0.1, 3)
+    with pytest.raises(ValueError, match="lr"):
+        gt.implicit_inverse(1.0, float("nan"), steps=2, n_context=5)
+    with pytest.raises(ValueError, match="gamma"):
+        gt.implicit_inverse(1.0, 1.0, -0.1, steps=2, n_context=5)
+    with pytest.raises(ValueError, match="steps"):
+        gt.implicit_inverse(1.0, 1.0, steps=0, n_context=5)
+    with pytest.raises(ValueError, match="lam_max"):
+        gt.newton_inverse(1.0, 2, lam_max=0.0)
+    with pytest.raises(ValueError, match="x_query"):
+        gt.polynomial_predict(b.x, b.y, b.x_query[:, :2], lambda v: v)
+    with pytest.raises(ValueError, match="y"):
+        gt.polynomial_predict(b.x, b.y[:, :4], b.x_query, lambda v: v)
+
+
+def test_polynomial_degree_counts_gd_gdpp_and_newton():
+    deg = lambda p: gt.polynomial_degree(p, 4.5)  # noqa: E731
+    for K in (1, 2, 3):
+        assert deg(lambda v, K=K: gt.implicit_inverse(v, 6.0, 0.0, steps=K, n_context=10)) == K - 1
+        assert deg(lambda v, K=K: gt.implicit_inverse(v, 19.5, 0.2, steps=K, n_context=10)) == (3**K - 3) // 2
+    assert deg(lambda v: gt.newton_inverse(v, 3, lam_max=2.5)) == 2**4 - 1
+    with pytest.raises(ValueError, match="polynomial"):
+        gt.polynomial_degree(lambda v: 1 / (v + 0.1), 4.5, max_degree=10)  # not a polynomial

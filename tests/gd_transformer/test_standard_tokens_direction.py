@@ -187,3 +187,43 @@ def test_with_gd_step_puts_proposition_1_on_the_first_layer():
         gt.with_gd_step(gt.constructed_lsa(10, 1, 10, 1.0), 1.0)
     with pytest.raises(ValueError, match="lr"):
         gt.with_gd_step(masked, float("nan"))
+
+
+def test_causal_uniform_level_is_what_an_even_causal_attention_gives():
+    """A causal map that spreads each row evenly over the keys it sees: the target's weight on its own input is
+    exactly copy_scores(causal=True)["uniform"] (the unmasked 1 / 2N would be wrong)."""
+    K = 10  # N = 5
+    even = torch.tril(torch.ones(K + 1, K, dtype=torch.float64))
+    even = even / even.sum(-1, keepdim=True)
+    scores = gt.copy_scores(even, causal=True)
+    assert scores["y_reads_x"] == pytest.approx(scores["uniform"], rel=1e-12)
+    assert scores["uniform"] == pytest.approx(sum(1 / (2 * i + 2) for i in range(5)) / 5, rel=1e-12)
+    assert gt.copy_scores(even)["uniform"] == pytest.approx(1 / K)
+    flat = torch.full((K + 1, K), 1 / K)
+    assert gt.copy_scores(flat)["y_reads_x"] == pytest.approx(gt.copy_scores(flat)["uniform"])
+
+
+def test_copy_readout_finds_a_copy_wherever_it_is_written_and_tells_the_directions_apart():
+    """The previous-token construction writes x_i into the target's x-slot: the read-out finds it (R² = 1) and one GD
+    step on the read-out pairs is GD-1 itself. Proposition 3 writes the copy the other way (into the input tokens):
+    nothing of x_i is in the target tokens, and the read-out step is no better than predicting zero. A copy moved
+    out of the x-slot (a rotation into the position coordinates) is still found by the read-out, not by the slot."""
+    fit, ev = tasks.regression_eval_set(1500, 10, 10, seed=11), tasks.regression_eval_set(1500, 10, 10, seed=12)
+    prev = gt.copy_readout(gt.constructed_copy_gd(10, 1, 10, 200 / 33, dtype=F64), fit, ev)
+    assert prev["r2_x"] > 0.999 and prev["r2_x_slot"] > 0.999 and abs(prev["r2_x_before"]) < 0.01
+    assert prev["loss"] == pytest.approx(prev["loss_gd"], rel=1e-3) and prev["lr"] == pytest.approx(200 / 33, rel=0.05)
+    nxt = gt.copy_readout(gt.constructed_label_copy_gd(10, 1, 10, 200 / 33, dtype=F64), fit, ev)
+    assert nxt["r2_x"] < 0.01 and nxt["loss"] > 2 * nxt["loss_gd"]
+    moved = gt.constructed_copy_gd(10, 1, 10, 200 / 33, dtype=F64)
+    layer = moved.stack.layer(0)
+    with torch.no_grad():  # write the copied x into the position coordinates of inputs 0, 2, …, 18 instead
+        P = layer.P.weight.clone()  # (no target token carries those one-hots)
+        layer.P.weight.zero_()
+        layer.P.weight[11:31:2] = P[:10]
+        layer.P.weight[10] = P[10]
+    hidden = gt.copy_readout(moved, fit, ev)
+    assert hidden["r2_x_slot"] < 0.01 and hidden["r2_x"] > 0.99
+    with pytest.raises(TypeError, match="model"):
+        gt.copy_readout(gt.constructed_lsa(10, 1, 10, 1.0), fit, ev)
+    with pytest.raises(TypeError, match="fit"):
+        gt.copy_readout(gt.constructed_copy_gd(10, 1, 10, 1.0), fit.tokens(), ev)

@@ -18,6 +18,9 @@ ETA_STAR = 200 / 33  # E tr Σ̂ / E tr Σ̂² for d = N = 10, x ~ U(-0.5, 0.5)
 GD1_LOSS = 0.2062
 E10_Z = 4.0  # P(max of 10 |N(0,1)| > 4) ≈ 6e-4
 E2B_TOL_10K = 0.012  # ≈ 3.5 standard errors of a 10,000-task mean (SD of the mean ≈ 0.0034)
+E14_BAND = 0.05  # a judgment bound, as E13's: the gap to GD-1 that still counts as "learned GD"
+E14_COS = 0.98  # and the implicit model's alignment with GD-1's it needs (fresh tasks at every step: 0.999)
+E14_FROM = 128  # the paper's smallest training set (Fig. 16)
 
 
 class E2aValue(NamedTuple):
@@ -52,6 +55,8 @@ class E6Value(NamedTuple):
     loss_gd3: float
     loss_gdpp3: float
     escape: float
+    cos_gd3: float = math.nan  # the trained model's implicit model vs GD-3's (fitted η)
+    cos_gdpp3: float = math.nan  # … vs GD++-3's (fitted η, γ)
 
 
 class E8Value(NamedTuple):
@@ -121,9 +126,14 @@ def e5_value(table: Mapping[int, Mapping]) -> tuple[GdGdpp, GdGdpp]:
 
 
 def e6_value(run: train.TrainedRun, escape: int | None, table: Mapping[int, Mapping]) -> E6Value:
-    """(L_TF, L_GD-3, L_GD++-3, escape step); L_TF is the mean of the last 5 evaluations."""
+    """(L_TF, L_GD-3, L_GD++-3, escape step, and the model cosines of the trained model's implicit linear model with
+    GD-3's and with GD++-3's at their fitted scalars on its evaluation tasks — the paper's Fig. 3 alignment); L_TF is
+    the mean of the last 5 evaluations."""
+    gd3, gdpp3 = table[3]["gd_model"], table[3]["gdpp_model"]
+    cos_gd = gt.compare_with_gd(run.model, run.eval_set, gd3.lr.item(), 3)["model_cos"]
+    cos_gdpp = gt.compare_with_gdpp(run.model, run.eval_set, gdpp3.lr.item(), gdpp3.gamma.item(), 3)["model_cos"]
     return E6Value(run.history.final_eval(5), table[3]["gd"], table[3]["gdpp"],
-                   float(escape if escape is not None else -1))
+                   float(escape if escape is not None else -1), cos_gd, cos_gdpp)
 
 
 def e7_value(depth_losses: Sequence[float]) -> tuple[float, ...]:
@@ -146,11 +156,14 @@ def e10_value(gamma_star: torch.Tensor, gamma_mc: torch.Tensor, batch: object, z
 
 
 def e11_value(run: train.TrainedRun, losses: Mapping[str, float]) -> E11Value:
-    """(L_TF (mean of the last 5 evaluations), L of one step with Γ*, L of GD at its best η, and the final layer's
-    margin over that GD step task by task with its paired standard error, :func:`gt.margin_over_gd`) on the eval
-    tasks."""
-    margin, se = gt.margin_over_gd(run.model, run.eval_set, losses["gd_best_eta"])
-    return E11Value(run.history.final_eval(5), losses["star"], losses["gd_best"], margin, se)
+    """(L_TF, L of one step with Γ*, L of GD at its best η, and the layer's margin over that GD step task by task with
+    its paired standard error, :func:`gt.margin_over_gd`) on the eval tasks — L_TF and the margin both of the final
+    layer, so the two halves of the claim judge one model."""
+    ev = run.eval_set
+    with torch.no_grad():
+        loss_tf = float(metrics.half_squared_error(gt.predict(run.model, ev.tokens(), ev.dx), ev.y_query))
+    margin, se = gt.margin_over_gd(run.model, ev, losses["gd_best_eta"])
+    return E11Value(loss_tf, losses["star"], losses["gd_best"], margin, se)
 
 
 E11_Z = 3.0
@@ -189,3 +202,37 @@ def e13_value(gaps: Mapping[float, float]) -> E13Value:
     if 0.75 not in gaps:
         raise ValueError(f"gaps must hold the damping 0.75 (the paper's), got {sorted(gaps)}")
     return E13Value(max(gaps.values()), gaps[0.75])
+
+
+class E14Value(NamedTuple):
+    ratio_largest: float  # fresh-task loss / GD-1's, trained on the largest fixed set (8,192 tasks)
+    cos_largest: float  # its implicit model's cosine with GD-1's
+    ratio_control: float  # the same ratio for the matched control on fresh tasks (nan without one)
+    memorised_over_gd: float  # loss on its own tasks / GD-1's there, trained on the paper's smallest set (128)
+    monotone: bool  # from 128 tasks on, the fresh-task loss falls with every larger set
+    peak_loss: float  # the largest fresh-task loss over all sizes (the interpolation peak)
+    peak_tasks: float  # the set size where it lies
+
+
+def e14_value(rows: Sequence[Mapping]) -> E14Value:
+    """The fixed-training-set claim from the rows of :func:`gt.fixed_task_sweep` (any order; a row with ``n_tasks``
+    None is the fresh-task control). The paper's sizes are those from :data:`E14_FROM` tasks up."""
+    fixed = sorted((r for r in rows if r["n_tasks"] is not None), key=lambda r: r["n_tasks"])
+    paper = [r for r in fixed if r["n_tasks"] >= E14_FROM]
+    if len(paper) < 2:
+        raise ValueError(f"rows must hold at least two training-set sizes from {E14_FROM} up, got {len(paper)}")
+    control = [r for r in rows if r["n_tasks"] is None]
+    small, large = paper[0], paper[-1]
+    tests = [r["test_loss"] for r in paper]
+    peak = max(fixed, key=lambda r: r["test_loss"])
+    return E14Value(large["test_loss"] / large["test_loss_gd"], large["model_cos"],
+                    control[0]["test_loss"] / control[0]["test_loss_gd"] if control else math.nan,
+                    small["train_loss"] / small["train_loss_gd"], all(b < a for a, b in zip(tests, tests[1:])),
+                    peak["test_loss"], float(peak["n_tasks"]))
+
+
+def e14_passes(v: E14Value) -> bool:
+    """Learned GD from the largest set (loss within E14_BAND of GD-1, model cosine ≥ E14_COS), memorised the paper's
+    smallest (own-task loss below a tenth of GD-1's there), and improved with every larger set in between."""
+    return (v.ratio_largest - 1 < E14_BAND and v.cos_largest >= E14_COS and v.memorised_over_gd < 0.1
+            and v.monotone)

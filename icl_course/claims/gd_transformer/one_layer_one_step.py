@@ -1,4 +1,4 @@
-"""Claims of the chapter "One layer, one step": E1–E4, E3b, E13 and E9 (the official implementation)."""
+"""Claims of the chapter "One layer, one step": E1–E4, E3b, E13, E14 and E9 (the official implementation)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from ._common import (
     e3b_value,
     e4_value,
     e13_value,
+    e14_passes,
+    e14_value,
 )
 
 
@@ -131,6 +133,20 @@ register(Claim(
                         "0-4 (5.2 % on seed 1); against GD at the layer's own step λη_eff the gap is the same "
                         "(5.1 % on seed 1), so it is the layer's weights outside Proposition 1's pattern compounding "
                         "over the roll-out, not its step size; Reproducibility page")))
+
+
+register(Claim(
+    id="E14", chapter=CHAPTER,
+    claim="trained on a fixed set of tasks, the layer memorises 128 and learns GD-1 from 8,192",
+    reference="the fixed-training-set experiment (von Oswald et al. 2022, App. A.12, Fig. 16: 128 … 8,192 tasks); "
+              "the course's measurement in that setting, not compared with the figure's values",
+    tolerance="128 tasks: own-task loss < 0.1 × GD-1's; fresh-task loss falling with every larger set; 8,192 tasks: "
+              "within 5 % of GD-1's loss and model cos ≥ 0.98 (judgment bounds, like E13's)",
+    measure=lambda ctx: e14_value(ctx.shared("fixed_tasks", lambda: gt.fixed_task_sweep(seed=ctx.seed))),
+    judge=lambda v, ctx: e14_passes(v),
+    show=lambda v: (f"8,192: {v.ratio_largest:.3f} × GD-1, cos {v.cos_largest:.3f} (fresh control "
+                    f"{v.ratio_control:.3f}); 128: own {v.memorised_over_gd:.3f} × GD-1; monotone {v.monotone}; "
+                    f"peak {v.peak_loss:.2f} at {v.peak_tasks:.0f}")))
 
 
 def _interp(ctx: Context) -> float:

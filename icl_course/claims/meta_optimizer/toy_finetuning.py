@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ... import meta_optimizer as mo
 from ...reproduce import Claim, Context, KnownGap, register
 
@@ -31,13 +33,16 @@ def _ratio(v: mo.ToySummary) -> float:
 
 def _rec_ok(t: mo.Rec2FTPTest) -> bool:
     """Rec2FTP beats its independence null by > 3 null SDs, and within the strata "label shown / not shown" the
-    lift is within 3 SDs (plus one example's worth, 100 / n_fixed points, for the counts' granularity)."""
-    return t.lift > 3 * t.null_sd and abs(t.strat_lift) <= 3 * t.strat_sd + 100 / t.n_fixed
+    lift is within 3 SDs (plus one example's worth, 100 / n_fixed points, for the counts' granularity). Undefined
+    (fine-tuning fixed no zero-shot error) does not pass."""
+    return t.n_fixed > 0 and t.lift > 3 * t.null_sd and abs(t.strat_lift) <= 3 * t.strat_sd + 100 / t.n_fixed
 
 
 def _rec_excess(t: mo.Rec2FTPTest) -> float:
     """How far (percentage points) D10 misses its tolerance: the larger of the two conditions' shortfalls, 0 when
-    both hold."""
+    both hold; infinite when Rec2FTP is undefined."""
+    if t.n_fixed == 0:
+        return math.inf
     return max(0.0, 3 * t.null_sd - t.lift, abs(t.strat_lift) - 3 * t.strat_sd - 100 / t.n_fixed)
 
 
@@ -103,7 +108,9 @@ register(Claim(
                        "differs (model seed 0 leaves the plateau at 3,250 updates, not 1,500) and the stratified lift "
                        "(+2.4 ± 0.5) exceeds its bound by a fraction of a point; the registered value is one "
                        "example's worth (100 / #FT-fixed ≈ 0.88 points), the granularity of the counts"),
-    show=lambda t: f"k = {t.k}: Rec2FTP {t.rec2ftp:.1f} %, null {t.null:.1f} ± {t.null_sd:.1f} % (lift "
+    show=lambda t: f"k = {t.k}: Rec2FTP undefined (FT fixed no zero-shot error); accuracy ZSL {t.acc['ZSL']:.3f}, "
+                   f"ICL {t.acc['ICL']:.3f}, FT {t.acc['FT']:.3f}" if t.n_fixed == 0 else
+                   f"k = {t.k}: Rec2FTP {t.rec2ftp:.1f} %, null {t.null:.1f} ± {t.null_sd:.1f} % (lift "
                    f"{t.lift:+.1f}); stratified lift {t.strat_lift:+.1f} ± {t.strat_sd:.1f}; FT fixed {t.n_fixed} "
                    f"examples, {t.n_fixed_unseen} with an unseen label; accuracy ZSL {t.acc['ZSL']:.3f}, ICL "
                    f"{t.acc['ICL']:.3f}, FT {t.acc['FT']:.3f}"))
